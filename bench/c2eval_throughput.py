@@ -1,0 +1,90 @@
+"""C2-Eval generation throughput: the reference implementation's loop against this project's `hf` backend.
+
+Both generate the same continuations budget: the same items, k values, samples, prompts (rendered with
+`prefill_prompt`), sampling settings and `max_new_tokens`, on the same model and dtype.
+
+- reference: the loop of the paper's `eval/eval_data.py`, re-implemented: for each k, batches of 10 items,
+  one `model.generate(do_sample=True)` call per sample, left padding; the model loaded as transformers
+  loads it (stock attention), fp32 on CPU. It runs first, before anything of this project changes process
+  settings (see `generate.keep_freed_memory`).
+- hf: `HFBackend.generate` on all paths at once, as `run_c2_eval` calls it.
+
+Prints both throughputs and, as the last line, `ratio hf/reference=<x>`.
+    python bench/c2eval_throughput.py --quick     # about two minutes on 2 CPU cores
+    python bench/c2eval_throughput.py             # the default profile's 50 items x 8 k x 2 samples
+"""
+import argparse, time
+
+import torch
+
+from c2_course_correct.benchmark import EvalConfig, eval_paths
+from c2_course_correct.data import eval_items, load_pairs
+from c2_course_correct.generate import GenerationRequest, HFBackend
+from c2_course_correct.models import default_model_dir, prefill_prompt, resolve_model
+
+
+def reference_loop(model, tok, paths, k_list, samples, sampling, batch_size=10):
+    "The reference's generation loop: per k, per batch of `batch_size` items, one generate call per sample."
+    n_seq = n_tok = 0
+    by_k = {k: [p for p in paths if p["k"] == k and p["sample"] == 0] for k in k_list}
+    for k in k_list:
+        items = by_k[k]
+        for i in range(0, len(items), batch_size):
+            prompts = [prefill_prompt(tok, p["request"], p["prefill"]) for p in items[i:i + batch_size]]
+            for _ in range(samples):
+                enc = tok(prompts, padding=True, truncation=False, return_tensors="pt", add_special_tokens=False)
+                out = model.generate(**enc, max_new_tokens=sampling.max_new_tokens, do_sample=True,
+                                     temperature=sampling.temperature, top_p=sampling.top_p, pad_token_id=tok.pad_token_id)
+                new = out[:, enc.input_ids.shape[1]:]
+                n_seq += len(prompts)
+                n_tok += int((new != tok.pad_token_id).sum())
+                tok.batch_decode(new, skip_special_tokens=True)
+    return n_seq, n_tok
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="8 items x 8 k x 1 sample (about two minutes)")
+    ap.add_argument("--profile", default="default")
+    ap.add_argument("--n-items", type=int)
+    ap.add_argument("--samples", type=int)
+    ap.add_argument("--batch-size", type=int, help="hf backend batch size (default: the profile's)")
+    args = ap.parse_args()
+    over = dict(n_items=8, samples=1) if args.quick else {}
+    over.update({k: v for k, v in dict(n_items=args.n_items, samples=args.samples, batch_size=args.batch_size).items() if v})
+    cfg = EvalConfig.from_profile(args.profile, **over)
+    items = eval_items(load_pairs(cfg.data, cfg.split), cfg.n_items, cfg.eval_size, cfg.seed)
+    paths = eval_paths(items, cfg.k, cfg.samples, cfg.seed)
+    s = cfg.sampling
+    print(f"model {cfg.model}, {cfg.n_items} items x {len(cfg.k)} k x {cfg.samples} samples = {len(paths)} continuations, "
+          f"max_new_tokens {s.max_new_tokens}, temperature {s.temperature}, top_p {s.top_p}, torch threads {torch.get_num_threads()}")
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    src = resolve_model(cfg.model).path
+    tok = AutoTokenizer.from_pretrained(src); tok.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32).eval()
+    torch.manual_seed(cfg.seed)
+    t = time.perf_counter()
+    with torch.inference_mode(): ref_seq, ref_tok = reference_loop(model, tok, paths, cfg.k, cfg.samples, s)
+    ref_s = time.perf_counter() - t
+    del model
+    print(f"reference loop (batch 10, one k and one sample per call): {ref_seq} continuations, {ref_tok} tokens in "
+          f"{ref_s:.1f} s = {ref_seq / ref_s:.2f} continuations/s, {ref_tok / ref_s:.1f} tokens/s")
+
+    hf = HFBackend(cfg.model, batch_size=cfg.batch_size)
+    groups = {}
+    for p in paths: groups.setdefault((p["item_id"], p["k"]), []).append(p)
+    reqs = [GenerationRequest(prefill_prompt(hf.tokenizer, g[0]["request"], g[0]["prefill"]), tuple(p["seed"] for p in g))
+            for g in groups.values()]
+    t = time.perf_counter()
+    outs = hf.generate(reqs, s, progress=False)
+    hf_s = time.perf_counter() - t
+    hf_seq = sum(map(len, outs))
+    hf_tok = sum(len(hf.tokenizer(c, add_special_tokens=False).input_ids) for o in outs for c in o)
+    print(f"hf backend (batch {cfg.batch_size}, shared prefixes): {hf_seq} continuations, ~{hf_tok} tokens in "
+          f"{hf_s:.1f} s = {hf_seq / hf_s:.2f} continuations/s, {hf_tok / hf_s:.1f} tokens/s")
+    print(f"ratio hf/reference={(hf_seq / hf_s) / (ref_seq / ref_s):.2f}")
+
+
+if __name__ == "__main__":
+    main()

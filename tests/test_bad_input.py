@@ -1,0 +1,91 @@
+"""Bad input ends `c2cc` with status 2 and one line naming the file, the line and the problem."""
+import json
+
+import pytest
+
+def small(**changes):
+    "Arguments of a one-item, one-path C2-Eval run, with some options changed."
+    opts = {"profile": "smoke", "n-items": 1, "eval-size": 1, "k": 10, "samples": 1, "max-new-tokens": 2, **changes}
+    return [x for k, v in opts.items() for x in (f"--{k}", str(v))] + ["--quiet"]
+
+
+SMALL = small()
+
+
+def write(path, text):
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"request": "Q", "response": "A"}\n{"request": "Q2", "respo\n', "bad.jsonl, line 2: malformed JSON"),
+    ('{"request": "Q"}\n', "bad.jsonl, line 1: missing field 'response'"),
+    ('{"request": "   ", "response": "A"}\n', "bad.jsonl, line 1: field 'request' is empty"),
+    ('{"request": "Q", "response": ["A"]}\n', "bad.jsonl, line 1: field 'response' must be a string, got list"),
+    ('{"request": 7, "response": "A"}\n', "bad.jsonl, line 1: field 'request' must be a string, got int"),
+    ('\n\n', "bad.jsonl: no usable harmful request/response pairs"),
+    ('[1, 2]\n', "bad.jsonl, line 1: expected a JSON object, got list"),
+    (json.dumps({"prompt": "Q", "response_0": "a", "response_1": "b", "is_response_0_safe": True,
+                 "is_response_1_safe": True}) + "\n", "no usable harmful request/response pairs (every row has two safe responses)"),
+    (json.dumps({"prompt": "Q", "response_0": "a", "response_1": "b", "is_response_0_safe": "false",
+                 "is_response_1_safe": True}) + "\n", "line 1: field 'is_response_0_safe' must be true or false, got 'false'"),
+    (json.dumps({"prompt": "Q", "response_0": "", "response_1": "b", "is_response_0_safe": False,
+                 "is_response_1_safe": True}) + "\n", "line 1: field 'response_0' is empty"),
+])
+def test_bad_data(run_c2cc, tmp_path, content, message):
+    data = write(tmp_path/"bad.jsonl", content)
+    r = run_c2cc("eval", *SMALL, "--data", data, "--out", tmp_path/"out")
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr and str(data) in r.stderr, r.stderr
+    assert not (tmp_path/"out"/"continuations.jsonl").exists()
+
+
+def test_missing_data_file(run_c2cc, tmp_path):
+    r = run_c2cc("eval", *SMALL, "--data", tmp_path/"nope.jsonl", "--out", tmp_path/"out")
+    assert r.returncode == 2 and "nope.jsonl: file not found" in r.stderr
+
+
+def test_too_few_items(run_c2cc, tmp_path):
+    data = write(tmp_path/"two.jsonl", "".join(json.dumps({"request": f"Q{i}", "response": "A"}) + "\n" for i in range(2)))
+    r = run_c2cc("eval", *small(**{"n-items": 3, "eval-size": 5}), "--data", data, "--out", tmp_path/"out")
+    assert r.returncode == 2 and "n_items=3 but the evaluation split has 2 requests" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--k", "10", "-5"], "k must be a list of positive whole numbers"),
+    (["--samples", "0"], "samples must be a positive whole number"),
+    (["--top-p", "1.5"], "top_p must be in (0, 1]"),
+    (["--temperature", "-1"], "temperature must be >= 0"),
+    (["--model", "./no/such/model"], "is neither an existing folder or .gguf file nor a hub id"),
+    (["--profile", "nosuch"], "profile 'nosuch' not found"),
+    (["--n-items", "20", "--eval-size", "10"], "n_items (20) exceeds eval_size (10)"),
+])
+def test_bad_options(run_c2cc, tmp_path, args, message):
+    base = ["--profile", "smoke", "--quiet", "--out", str(tmp_path/"out")]
+    r = run_c2cc("eval", *base, *args)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+
+
+def test_out_dir_with_another_config_is_refused(run_c2cc, tmp_path):
+    out = tmp_path/"out"
+    first = run_c2cc("eval", *SMALL, "--out", out)
+    assert first.returncode == 0, first.stderr
+    rows = (out/"continuations.jsonl").read_text()
+    second = run_c2cc("eval", *small(samples=2), "--out", out)
+    assert second.returncode == 2 and "holds a C2-Eval run with another config (differs in ['samples'])" in second.stderr
+    assert (out/"continuations.jsonl").read_text() == rows    # nothing mixed in
+
+
+def test_openai_judge_without_key(run_c2cc, tmp_path):
+    r = run_c2cc("eval", *SMALL, "--judge", "openai", "--out", tmp_path/"out", env={"OPENAI_API_KEY": ""})
+    assert r.returncode == 2 and "$OPENAI_API_KEY" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("row, message", [
+    ({"request": "Q", "prefill": "P"}, "rows.jsonl, line 1: missing field 'continuation'"),
+    ({"request": "Q", "prefill": None, "continuation": "c"}, "rows.jsonl, line 1: field 'prefill' must be a string, got NoneType"),
+])
+def test_bad_judge_rows(run_c2cc, tmp_path, row, message):
+    src = write(tmp_path/"rows.jsonl", json.dumps(row) + "\n")
+    r = run_c2cc("judge", "--in", src, "--out", tmp_path/"judged.jsonl")
+    assert r.returncode == 2 and message in r.stderr, r.stderr

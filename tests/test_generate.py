@@ -1,0 +1,73 @@
+"""The hf backend: seeds fix samples, prefixes are shared, and out-of-memory halves the batch."""
+import pytest
+import torch
+
+from c2_course_correct.data import load_pairs
+from c2_course_correct.generate import GenerationRequest, HFBackend, SamplingConfig
+from c2_course_correct.models import load_model, prefill_prompt
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    return load_model("default")
+
+
+@pytest.fixture(scope="module")
+def requests(loaded):
+    _, tok = loaded
+    pairs = load_pairs()[:3]
+    return [GenerationRequest(prefill_prompt(tok, p.request, " ".join(("Sure, I can help you with that. " + p.response).split()[:k])),
+                              (100 * i + k, 100 * i + k + 1)) for i, p in enumerate(pairs) for k in (10, 20)]
+
+
+SAMPLING = SamplingConfig(temperature=0.8, top_p=0.7, max_new_tokens=6)
+
+
+def test_results_do_not_depend_on_batching(loaded, requests):
+    big = HFBackend(loaded=loaded, batch_size=64).generate(requests, SAMPLING, progress=False)
+    small = HFBackend(loaded=loaded, batch_size=2).generate(requests, SAMPLING, progress=False)
+    assert big == small and all(len(o) == 2 for o in big)
+    reversed_ = HFBackend(loaded=loaded, batch_size=64).generate(requests[::-1], SAMPLING, progress=False)
+    assert reversed_[::-1] == big
+
+
+def test_different_seeds_give_different_samples(loaded, requests):
+    outs = HFBackend(loaded=loaded, batch_size=64).generate(requests, SamplingConfig(1.0, 1.0, 8), progress=False)
+    assert sum(a != b for a, b in outs) >= len(outs) // 2
+
+
+class OOMAbove(HFBackend):
+    "Raises the real CUDA/CPU out-of-memory exception type for batches above `limit` sequences."
+    limit = 3
+    def _generate_batch(self, ids, seeds, sampling):
+        if sum(map(len, seeds)) > self.limit: raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return super()._generate_batch(ids, seeds, sampling)
+
+
+def test_out_of_memory_halves_the_batch(loaded, requests, capsys):
+    ref = HFBackend(loaded=loaded, batch_size=64).generate(requests, SAMPLING, progress=False)
+    b = OOMAbove(loaded=loaded, batch_size=12)
+    assert b.generate(requests, SAMPLING, progress=False) == ref
+    assert b.batch_size <= 3 and "out of memory at 12 sequences; retrying with batch_size=6" in capsys.readouterr().err
+
+
+def test_out_of_memory_splits_the_samples_of_one_prompt(loaded, requests, capsys):
+    one = [GenerationRequest(requests[0].prompt, tuple(range(8)))]
+    ref = HFBackend(loaded=loaded, batch_size=64).generate(one, SAMPLING, progress=False)
+    b = OOMAbove(loaded=loaded, batch_size=8)
+    assert b.generate(one, SAMPLING, progress=False) == ref and len(ref[0]) == 8
+    assert "retrying with batch_size=2" in capsys.readouterr().err
+
+
+def test_out_of_memory_on_one_sequence_is_an_error(loaded, requests):
+    b = OOMAbove(loaded=loaded, batch_size=1); b.limit = 0
+    with pytest.raises(Exception, match="out of memory with a single sequence"):
+        b.generate(requests[:1], SamplingConfig(max_new_tokens=2), progress=False)
+
+
+def test_greedy_is_deterministic_and_stops_at_budget(loaded, requests):
+    b = HFBackend(loaded=loaded, batch_size=64)
+    out = b.generate(requests, SamplingConfig(temperature=0, max_new_tokens=5), progress=False)
+    assert all(a == c for a, c in out)
+    tok = loaded[1]
+    assert all(len(tok(a, add_special_tokens=False).input_ids) <= 6 for a, _ in out)
