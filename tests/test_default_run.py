@@ -1,0 +1,20 @@
+"""The README's main command (`make eval`) runs C2-Eval offline on the embedded default, prints the Corr@k
+table, and reproduces the committed results in outputs/default/eval-base (about 4 minutes on 2 cores)."""
+import json, re
+
+VOLATILE = {"timings", "environment"}
+
+
+def test_make_eval_runs_the_default_profile_and_reproduces_committed_results(repo, run_c2cc, tmp_path):
+    recipe = re.search(r"^eval:.*\n\t(.+)$", (repo/"Makefile").read_text(), re.M).group(1)
+    assert recipe == "$(BIN)/c2cc eval --profile default --out outputs/default/eval-base"
+    r = run_c2cc("eval", "--profile", "default", "--out", tmp_path/"eval-base", "--quiet", timeout=1800)
+    assert r.returncode == 0, r.stderr
+    assert "C2-Eval of default on 50 items, b=2, judge keyword" in r.stdout and "| mean |" in r.stdout
+    assert len(re.findall(r"^\| \d0 \| \d\.\d{3} \|", r.stdout, re.M)) == 8          # Corr@10 ... Corr@80
+    new = json.loads((tmp_path/"eval-base"/"summary.json").read_text())
+    old = json.loads((repo/"outputs"/"default"/"eval-base"/"summary.json").read_text())
+    assert {k: v for k, v in new.items() if k not in VOLATILE} == {k: v for k, v in old.items() if k not in VOLATILE}, \
+        "the committed default results differ from what the code produces now (regenerate with `make eval`, or " \
+        "this CPU computes differently from the one that produced them)"
+    assert (tmp_path/"eval-base"/"continuations.jsonl").read_text() == (repo/"outputs"/"default"/"eval-base"/"continuations.jsonl").read_text()
