@@ -20,7 +20,7 @@ import torch
 from c2_course_correct.benchmark import EvalConfig, eval_paths
 from c2_course_correct.data import eval_items, load_pairs
 from c2_course_correct.generate import GenerationRequest, HFBackend
-from c2_course_correct.models import default_model_dir, prefill_prompt, resolve_model
+from c2_course_correct.models import prefill_prompt, resolve_model
 
 
 def reference_loop(model, tok, paths, k_list, samples, sampling, batch_size=10):
