@@ -12,9 +12,9 @@ from typing import Any, Iterable
 
 # %% auto #0
 __all__ = ['OPENERS', 'TRIGGERS', 'SPLIT_PUNCTUATION', 'C2_EVAL', 'C2_SYN', 'JUDGE_PROMPT', 'JUDGE_SETTINGS',
-           'PAPER_MODELS_C2_EVAL', 'PAPER_MODELS_TRAINED', 'C2Error', 'ConfigError', 'DataError', 'read_jsonl',
-           'read_json', 'append_jsonl', 'write_json', 'stable_id', 'derive_seed', 'config_hash', 'package_version',
-           'environment_info', 'cache_dir', 'notebook_markdown', 'profiles_dir', 'load_profile']
+           'PAPER_MODELS_C2_EVAL', 'PAPER_MODELS_TRAINED', 'C2Error', 'ConfigError', 'DataError', 'numbered_jsonl',
+           'read_jsonl', 'read_json', 'append_jsonl', 'write_json', 'stable_id', 'derive_seed', 'config_hash',
+           'package_version', 'environment_info', 'cache_dir', 'notebook_markdown', 'profiles_dir', 'load_profile']
 
 # %% ../nbs/00_core.ipynb #326b1350
 OPENERS: list[str] = [
@@ -89,8 +89,8 @@ class DataError(C2Error):
         super().__init__(f"{where}: {problem}")
 
 # %% ../nbs/00_core.ipynb #ee5f3438
-def read_jsonl(path: str | Path, repair: bool = False) -> list[dict]:
-    "Read a JSON Lines file of objects; `repair` drops a torn last line (a killed writer) and truncates the file to match."
+def numbered_jsonl(path: str | Path, repair: bool = False) -> list[tuple[int, dict]]:
+    "`(line number, object)` of each non-blank line of a JSON Lines file; `repair` drops a torn last line (a killed writer) and truncates the file to match."
     path = Path(path)
     if not path.exists(): raise DataError(path, None, "file not found")
     raw = path.read_bytes()
@@ -105,10 +105,15 @@ def read_jsonl(path: str | Path, repair: bool = False) -> list[dict]:
                 with open(path, "r+b") as f: f.truncate(len(raw) - len(line))
                 print(f"note: dropped a torn last line of {path} (an interrupted write)", file=sys.stderr)
                 break
-            raise DataError(path, i, f"malformed JSON ({err})") from None
+            why = f"{err.msg} at column {err.colno}" if isinstance(err, json.JSONDecodeError) else str(err)
+            raise DataError(path, i, f"malformed JSON ({why})") from None
         if not isinstance(obj, dict): raise DataError(path, i, f"expected a JSON object, got {type(obj).__name__}")
-        rows.append(obj)
+        rows.append((i, obj))
     return rows
+
+def read_jsonl(path: str | Path, repair: bool = False) -> list[dict]:
+    "The objects of a JSON Lines file (see `numbered_jsonl`)."
+    return [obj for _, obj in numbered_jsonl(path, repair)]
 
 def read_json(path: str | Path) -> Any:
     "Read a JSON file (config.json, summary.json), failing with the file and line of a syntax error."

@@ -8,9 +8,9 @@ import json
 from dataclasses import dataclass, asdict
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from .core import DataError, stable_id, derive_seed
+from .core import DataError, derive_seed, numbered_jsonl, stable_id
 
 # %% auto #0
 __all__ = ['PKU_HUB_ID', 'HarmfulPair', 'load_plain_jsonl', 'pair_from_pku_row', 'load_pku_jsonl', 'load_pku_hub', 'package_file',
@@ -48,17 +48,6 @@ def _bool_field(row: dict, field: str, path: Any, line: int | None) -> bool:
     if not isinstance(v, bool): raise DataError(path, line, f"field {field!r} must be true or false, got {v!r}")
     return v
 
-def _jsonl_rows(path: Path) -> Iterable[tuple[int, dict]]:
-    "Yield (line number, object) of a JSON Lines file, failing on malformed lines."
-    if not path.exists(): raise DataError(path, None, "file not found")
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip(): continue
-            try: obj = json.loads(line)
-            except json.JSONDecodeError as e: raise DataError(path, i, f"malformed JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(obj, dict): raise DataError(path, i, f"expected a JSON object, got {type(obj).__name__}")
-            yield i, obj
-
 def _nonempty(pairs: list[HarmfulPair], where: Any, why: str = "") -> list[HarmfulPair]:
     "Fail on an empty data set; drop exact duplicates (same id), keeping the first."
     if not pairs: raise DataError(where, None, "no usable harmful request/response pairs" + (f" ({why})" if why else ""))
@@ -72,7 +61,7 @@ def load_plain_jsonl(path: str | Path) -> list[HarmfulPair]:
     "Pairs from a JSONL file of `{request, response}` objects."
     path = Path(path)
     pairs = [HarmfulPair.make(_text_field(r, "request", path, i), _text_field(r, "response", path, i), f"{path}:{i}")
-             for i, r in _jsonl_rows(path)]
+             for i, r in numbered_jsonl(path)]
     return _nonempty(pairs, path)
 
 # %% ../nbs/01_data.ipynb #4787c930
@@ -89,7 +78,7 @@ def pair_from_pku_row(row: dict, where: Any, line: int | None, source: str) -> H
 def load_pku_jsonl(path: str | Path) -> list[HarmfulPair]:
     "Pairs from a local JSONL file in the PKU-SafeRLHF schema (old or new revision)."
     path = Path(path)
-    pairs = [p for i, r in _jsonl_rows(path) if (p := pair_from_pku_row(r, path, i, f"{path}:{i}"))]
+    pairs = [p for i, r in numbered_jsonl(path) if (p := pair_from_pku_row(r, path, i, f"{path}:{i}"))]
     return _nonempty(pairs, path, "every row has two safe responses")
 
 def load_pku_hub(name: str = PKU_HUB_ID, split: str = "test", revision: str | None = None) -> list[HarmfulPair]:
@@ -134,7 +123,7 @@ def load_pyrit_pairs(path: str | Path | None = None) -> list[HarmfulPair]:
 # %% ../nbs/01_data.ipynb #ef6f255b
 def _first_row(path: Path) -> dict:
     "First JSON object of a JSONL file (for schema sniffing)."
-    for _, r in _jsonl_rows(path): return r
+    for _, r in numbered_jsonl(path): return r
     raise DataError(path, None, "no usable harmful request/response pairs (the file is empty)")
 
 def load_pairs(source: str = "default", split: str = "test") -> list[HarmfulPair]:
