@@ -1,12 +1,16 @@
-# c2-course-correct: `make eval` runs C2-Eval on the embedded default; `make test` runs every test.
+# c2-course-correct: `make eval` runs C2-Eval on the embedded default; `make test` runs every test;
+# `make synth` makes the default C2-Syn preference pairs.
 # Both create .venv and install the pinned dependencies first (offline assets with --no-deps).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: eval test bench export readme clean-nbs
+.PHONY: eval synth test bench export readme clean-nbs
 eval: $(VENV)/.installed
 	$(BIN)/c2cc eval --profile default --out outputs/default/eval-base
+
+synth: $(VENV)/.installed
+	$(BIN)/c2cc synth --profile default --out outputs/default/synth
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest tests -v -p no:cacheprovider

@@ -5,14 +5,14 @@
 # %% ../nbs/10_benchmark.ipynb #8a53a99e
 from __future__ import annotations
 import sys, time
-from dataclasses import dataclass, field, asdict, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .core import (C2_EVAL, OPENERS, ConfigError, DataError, append_jsonl, derive_seed, environment_info,
-                                    read_json, read_jsonl, write_json, load_profile)
+from .core import (C2_EVAL, OPENERS, ConfigError, StageConfig, DataError, append_jsonl, derive_seed, environment_info,
+                                    read_json, read_jsonl, write_json)
 from .data import HarmfulPair, eval_items, load_pairs
 from .generate import Backend, GenerationRequest, SamplingConfig, make_backend
 from .judge import Judge, correction_onset, judge_description, make_judge
@@ -23,7 +23,7 @@ __all__ = ['EvalConfig', 'draw_opener', 'prefill_text', 'eval_paths', 'summarize
 
 # %% ../nbs/10_benchmark.ipynb #24ed5c8d
 @dataclass
-class EvalConfig:
+class EvalConfig(StageConfig):
     "Settings of one C2-Eval run."
     model: str = "default"                 # `default`, a folder, a .gguf file or a hub id
     data: str = "default"                  # see data.load_pairs
@@ -44,7 +44,7 @@ class EvalConfig:
     seed: int = 0
     batch_size: int = 256                  # sequences per batch; does not change results
 
-    NOT_IDENTITY = ("batch_size",)
+    STAGE, SECTION, NOT_IDENTITY = "C2-Eval", "eval", ("batch_size",)
 
     def __post_init__(self):
         if not self.k or any(not isinstance(k, int) or k < 1 for k in self.k):
@@ -59,25 +59,6 @@ class EvalConfig:
     @property
     def sampling(self) -> SamplingConfig:
         return SamplingConfig(self.temperature, self.top_p, self.max_new_tokens)
-
-    def identity(self) -> dict:
-        "The settings that determine the results."
-        return {k: v for k, v in asdict(self).items() if k not in self.NOT_IDENTITY}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "EvalConfig":
-        "Build from a mapping, rejecting unknown keys by name."
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown: raise ConfigError(f"unknown C2-Eval setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
-
-    @classmethod
-    def from_profile(cls, profile: str, **overrides) -> "EvalConfig":
-        "The `eval` section of a profile, with `overrides` applied."
-        prof = load_profile(profile)
-        if "eval" not in prof: raise ConfigError(f"profile {prof['_path']} has no 'eval' section")
-        return cls.from_dict({**prof["eval"], **overrides})
 
 # %% ../nbs/10_benchmark.ipynb #15a074f5
 def draw_opener(seed: int, item_id: str) -> str:

@@ -10,9 +10,10 @@ from pathlib import Path
 from .core import C2Error, C2_EVAL
 from .benchmark import EvalConfig, corr_table, run_c2_eval
 from .judge import JUDGES, judge_file, make_judge
+from .synthesis import QC_MODES, SynthConfig, run_c2_syn
 
 # %% auto #0
-__all__ = ['cmd_eval', 'cmd_judge', 'parser', 'main']
+__all__ = ['cmd_eval', 'cmd_synth', 'cmd_judge', 'parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #ad3ae81a
 _EVAL_OPTIONS = [  # (flag, config field, argparse keywords)
@@ -38,22 +39,29 @@ _EVAL_OPTIONS = [  # (flag, config field, argparse keywords)
     ("--batch-size", "batch_size", dict(type=int, help="sequences generated per batch; halves itself on out-of-memory")),
 ]
 
+def _add_profile_options(p, options: list) -> None:
+    "Add `--profile` and the stage's options; each defaults to None, meaning: take the profile's value."
+    p.add_argument("--profile", default="default", help="profile name in configs/ or a YAML path (default: default)")
+    for flag, dest, kw in options:
+        kw = dict(kw); kw["help"] += " [default: from the profile]"
+        p.add_argument(flag, dest=dest, default=None, **kw)
+
+def _overrides(args, options: list) -> dict:
+    "The options given on the command line, by config field."
+    return {dest: getattr(args, dest) for _, dest, _ in options if getattr(args, dest) is not None}
+
 def _eval_parser(sub) -> None:
     p = sub.add_parser("eval", help="run C2-Eval (Corr@k) and print its table",
                        description="C2-Eval: prefill harmful answers, sample continuations, judge course-correction. "
                                    "Writes DIR/continuations.jsonl, DIR/config.json and DIR/summary.json; rerunning "
                                    "with the same settings resumes.")
-    p.add_argument("--profile", default="default", help="profile name in configs/ or a YAML path (default: default)")
-    for flag, dest, kw in _EVAL_OPTIONS:
-        kw = dict(kw); kw["help"] += " [default: from the profile]"
-        p.add_argument(flag, dest=dest, default=None, **kw)
+    _add_profile_options(p, _EVAL_OPTIONS)
     p.add_argument("--out", default=None, help="output folder (default: outputs/<profile>/eval-base)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 def cmd_eval(args) -> int:
     "Run C2-Eval from parsed arguments and print the table."
-    overrides = {dest: getattr(args, dest) for _, dest, _ in _EVAL_OPTIONS if getattr(args, dest) is not None}
-    cfg = EvalConfig.from_profile(args.profile, **overrides)
+    cfg = EvalConfig.from_profile(args.profile, **_overrides(args, _EVAL_OPTIONS))
     out = Path(args.out or Path("outputs")/Path(args.profile).stem/"eval-base")
     summary = run_c2_eval(cfg, out, progress=not args.quiet)
     print(f"C2-Eval of {cfg.model} on {summary['n_items']} items, b={cfg.samples}, judge {cfg.judge} -> {out}")
@@ -61,6 +69,62 @@ def cmd_eval(args) -> int:
     return 0
 
 # %% ../nbs/90_cli.ipynb #a7f0aafa
+_SYNTH_OPTIONS = [  # (flag, config field, argparse keywords)
+    ("--model", "model", dict(help="generator: 'default' (embedded SmolLM2-135M-Instruct), a folder, a .gguf file or a hub id "
+                                   "(paper: meta-llama/Llama-2-7b-chat-hf)")),
+    ("--data", "data", dict(help="harmful pairs, as for c2cc eval; the requests C2-Eval holds out are never used")),
+    ("--split", "split", dict(help="split of a datasets source (paper: train)")),
+    ("--n-requests", "n_requests", dict(type=int, help="use the first N qualifying requests (paper: 50000)")),
+    ("--min-response-words", "min_response_words", dict(type=int, help="keep harmful responses longer than this (paper: 80)")),
+    ("--max-new-tokens", "max_new_tokens", dict(type=int, help="new tokens of each generated tail and SR (paper: 128)")),
+    ("--temperature", "temperature", dict(type=float, help="sampling temperature of the generator")),
+    ("--top-p", "top_p", dict(type=float, help="nucleus sampling mass of the generator")),
+    ("--qc", "qc", dict(choices=QC_MODES, help="quality control: filter (regenerate, then drop failures), audit (judge and "
+                                               "keep) or off")),
+    ("--qc-judge", "qc_judge", dict(choices=JUDGES, help="judge of the tails and SRs")),
+    ("--qc-judge-model", "qc_judge_model", dict(help="model of the openai or hf quality judge")),
+    ("--qc-judge-base-url", "qc_judge_base_url", dict(help="OpenAI-compatible endpoint of the openai quality judge")),
+    ("--qc-retries", "qc_retries", dict(type=int, help="regenerations of a failed response before its request is dropped")),
+    ("--backend", "backend", dict(choices=["hf", "vllm"], help="generation backend")),
+    ("--device", "device", dict(help="cpu or cuda (default: cuda when available)")),
+    ("--dtype", "dtype", dict(help="float32 or bfloat16 (default: bfloat16 on CUDA, float32 on CPU)")),
+    ("--seed", "seed", dict(type=int, help="run seed: openers, cuts, triggers and samples derive from it")),
+    ("--batch-size", "batch_size", dict(type=int, help="sequences generated per batch; halves itself on out-of-memory")),
+]
+
+def _synth_parser(sub) -> None:
+    p = sub.add_parser("synth", help="make C2-Syn preference pairs",
+                       description="C2-Syn: cut harmful responses at four points, let the generator turn back after each, "
+                                   "rank SR > SYN_1..SYN_4 > FHR and write 15 pairs per request: DIR/pairs.jsonl, "
+                                   "DIR/responses.jsonl, DIR/dataset, DIR/stats.json and the card DIR/README.md. "
+                                   "Rerunning with the same settings resumes.")
+    _add_profile_options(p, _SYNTH_OPTIONS)
+    p.add_argument("--shard", default="0/1", help="i/n: process every n-th pending request, starting at the i-th (default: 0/1)")
+    p.add_argument("--out", default=None, help="output folder (default: outputs/<profile>/synth)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+def _shard(text: str) -> tuple[int, int]:
+    "Parse `i/n`."
+    try: i, n = (int(x) for x in text.split("/"))
+    except ValueError: raise C2Error(f"--shard must look like i/n (e.g. 0/4), got {text!r}") from None
+    return i, n
+
+def cmd_synth(args) -> int:
+    "Run C2-Syn from parsed arguments and print what it made."
+    cfg = SynthConfig.from_profile(args.profile, **_overrides(args, _SYNTH_OPTIONS))
+    out = Path(args.out or Path("outputs")/Path(args.profile).stem/"synth")
+    stats = run_c2_syn(cfg, out, progress=not args.quiet, shard=_shard(args.shard))
+    if stats is None:
+        print(f"C2-Syn shard {args.shard} done -> {out}; rerun without --shard (or let the last shard finish) for the final files")
+        return 0
+    t = stats["throughput"]
+    print(f"C2-Syn with {cfg.model}: {stats['requests_kept']} of {stats['requests_selected']} requests kept, "
+          f"{stats['pairs']} pairs -> {out}")
+    print("left out: " + (", ".join(f"{k} {v}" for k, v in stats["drops"].items()) or "none"))
+    print(f"throughput: {t['requests_per_s']} requests/s; projected {t['projected_hours_50k']} h for 50K requests")
+    return 0
+
+# %% ../nbs/90_cli.ipynb #c6f5c68c
 def _judge_parser(sub) -> None:
     p = sub.add_parser("judge", help="label continuations with a course-correction judge",
                        description="Read a JSONL file of {request, prefill, continuation} rows and write it back with "
@@ -79,19 +143,19 @@ def cmd_judge(args) -> int:
           f"{counts['not_corrected']} not corrected, {counts['undecided']} undecided -> {args.dst}")
     return 0
 
-# %% ../nbs/90_cli.ipynb #c6f5c68c
+# %% ../nbs/90_cli.ipynb #b3e9d3b1
 def parser() -> argparse.ArgumentParser:
     "The `c2cc` argument parser."
-    p = argparse.ArgumentParser(prog="c2cc", description="Course-correction of harmful generations: C2-Eval and its judges. "
+    p = argparse.ArgumentParser(prog="c2cc", description="Course-correction of harmful generations: C2-Eval, C2-Syn and judges. "
                                 "Content warning: the data sets hold harmful text; for safety research.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{eval,judge}")
-    _eval_parser(sub); _judge_parser(sub)
+    sub = p.add_subparsers(dest="command", required=True, metavar="{eval,synth,judge}")
+    _eval_parser(sub); _synth_parser(sub); _judge_parser(sub)
     return p
 
 def main(argv: list[str] | None = None) -> int:
     "Console entry point: run a sub-command; user errors exit with status 2 and one line saying what to fix."
     args = parser().parse_args(argv)
-    try: return {"eval": cmd_eval, "judge": cmd_judge}[args.command](args)
+    try: return {"eval": cmd_eval, "synth": cmd_synth, "judge": cmd_judge}[args.command](args)
     except C2Error as e:
         print(f"c2cc {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -14,7 +14,8 @@ from typing import Any, Iterable
 __all__ = ['OPENERS', 'TRIGGERS', 'SPLIT_PUNCTUATION', 'C2_EVAL', 'C2_SYN', 'JUDGE_PROMPT', 'JUDGE_SETTINGS',
            'PAPER_MODELS_C2_EVAL', 'PAPER_MODELS_TRAINED', 'C2Error', 'ConfigError', 'DataError', 'numbered_jsonl',
            'read_jsonl', 'read_json', 'append_jsonl', 'write_json', 'stable_id', 'derive_seed', 'config_hash',
-           'package_version', 'environment_info', 'cache_dir', 'notebook_markdown', 'profiles_dir', 'load_profile']
+           'package_version', 'environment_info', 'cache_dir', 'notebook_markdown', 'profiles_dir', 'load_profile',
+           'StageConfig']
 
 # %% ../nbs/00_core.ipynb #326b1350
 OPENERS: list[str] = [
@@ -204,3 +205,36 @@ def load_profile(name_or_path: str | Path) -> dict:
     if not isinstance(prof, dict): raise ConfigError(f"{p}: a profile must be a mapping of stage sections")
     prof["_path"] = str(p)
     return prof
+
+# %% ../nbs/00_core.ipynb #05c02c98
+class StageConfig:
+    "Base of a stage's settings dataclass: identity, construction from a mapping, and from a profile section."
+    STAGE = "stage"          # name used in messages
+    SECTION = "stage"        # profile section
+    NOT_IDENTITY: tuple = () # settings that do not change results
+
+    def identity(self) -> dict:
+        "The settings that determine the results."
+        from dataclasses import asdict
+        return {k: v for k, v in asdict(self).items() if k not in self.NOT_IDENTITY}
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        "Build from a mapping, rejecting unknown keys by name."
+        from dataclasses import fields
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown: raise ConfigError(f"unknown {cls.STAGE} setting(s) {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+    @classmethod
+    def profile_defaults(cls, profile: dict) -> dict:
+        "Settings that other sections of `profile` supply (none unless a stage says so)."
+        return {}
+
+    @classmethod
+    def from_profile(cls, profile: str | Path, **overrides):
+        "The stage's section of a profile, over `profile_defaults`, with `overrides` applied."
+        prof = load_profile(profile)
+        if cls.SECTION not in prof: raise ConfigError(f"profile {prof['_path']} has no {cls.SECTION!r} section")
+        return cls.from_dict({**cls.profile_defaults(prof), **prof[cls.SECTION], **overrides})

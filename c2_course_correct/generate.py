@@ -104,6 +104,43 @@ def _is_oom(err: BaseException) -> bool:
     return isinstance(err, torch.OutOfMemoryError) or (
         isinstance(err, RuntimeError) and any(s in str(err) for s in ("out of memory", "can't allocate memory")))
 
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    "Length of the common prefix of two token lists."
+    n = 0
+    for x, y in zip(a, b):
+        if x != y: break
+        n += 1
+    return n
+
+def _share_plan(ids: list[list[int]], max_tail: int = 32) -> tuple[list[int], dict, dict]:
+    """Which sequences to encode (roots), and for every sequence the root it copies from and how many tokens.
+
+    Longest sequences first, so the sequences that extend a prompt are roots before it is met. A sequence
+    copies its longest common prefix with a root (in sorted order that root is its neighbour) and feeds the
+    rest, its tail, itself. A sequence whose tail would exceed `max_tail` tokens becomes a root instead: all
+    tails are fed as one padded block, so one long tail would pad every row."""
+    import bisect
+    roots, ordered, root_of, shared = [], [], {}, {}      # ordered: (sequence, index) of the roots, sorted
+    for i in sorted(range(len(ids)), key=lambda i: -len(ids[i])):
+        j = bisect.bisect_left(ordered, (ids[i], -1))
+        best, n = None, -1
+        for _, r in ordered[max(0, j - 1):j + 1]:
+            m = min(_common_prefix(ids[r], ids[i]), len(ids[r]) - 1, len(ids[i]) - 1)
+            if m > n: best, n = r, m
+        if best is None or len(ids[i]) - n > max_tail:
+            roots.append(i); ordered.insert(j, (ids[i], i)); best, n = i, len(ids[i]) - 1
+        root_of[i], shared[i] = best, n
+    return roots, root_of, shared
+
+def _length_chunks(lengths: list[int], max_tokens: int) -> list[list[int]]:
+    "Indices of `lengths` in groups of similar length, each holding at most `max_tokens` once padded (one index at least)."
+    order = sorted(range(len(lengths)), key=lambda j: lengths[j])
+    chunks, cur = [], []
+    for j in order:
+        if cur and lengths[j] * (len(cur) + 1) > max_tokens: chunks.append(cur); cur = []
+        cur.append(j)
+    return chunks + [cur] if cur else chunks
+
 class HFBackend:
     "Batched seeded sampling with a transformers causal LM (left padding, shared prefill per prompt, OOM back-off)."
     name = "hf"
@@ -115,6 +152,7 @@ class HFBackend:
         if batch_size < 1: raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         self.model, self.tokenizer = loaded if loaded else load_model(model, device, dtype)
         self.model_name, self.batch_size = model, batch_size
+        self.max_prefill_tokens = 16384   # padded tokens per encoding pass of shared prefixes
         self.device = next(self.model.parameters()).device
         if self.device.type == "cpu": keep_freed_memory()
         eos = self.model.generation_config.eos_token_id
@@ -127,40 +165,49 @@ class HFBackend:
         full = self.tokenizer.decode(context + new)
         return full[len(head):] if full.startswith(head) else self.tokenizer.decode(new)
 
-    def _prefix_cache(self, ids: list[list[int]], room: int):
-        """Encode `ids` sharing prefixes: returns a left-padded cache holding every sequence but its last token,
-        the matching attention mask and the position of each sequence's last token; `room` positions are reserved
-        for the tokens to come."""
+    def _shared_prefill(self, ids: list[list[int]], room: int):
+        """Encode the token sequences `ids` sharing common prefixes, up to each sequence's last `S` tokens.
+
+        Returns a left-padded cache holding, for every sequence, all but its last `S` tokens; the block `[n, S]`
+        of last tokens still to feed (left-padded), the attention mask of cache and block, their position ids,
+        and the number of encoded roots. The cache reserves room for the block and `room` tokens to come."""
         import torch
         from transformers import DynamicCache
         from transformers.cache_utils import DynamicLayer
         dev, pad = self.device, self.tokenizer.pad_token_id
-        order = sorted(range(len(ids)), key=lambda i: ids[i], reverse=True)
-        root_of, roots = {}, []
-        for i in order:   # in reverse lexicographic order a prefix follows the sequences that extend it
-            if roots and len(ids[roots[-1]]) >= len(ids[i]) and ids[roots[-1]][:len(ids[i])] == ids[i]: root_of[i] = len(roots) - 1
-            else: roots.append(i); root_of[i] = len(roots) - 1
-        heads = [ids[r][:-1] for r in roots]
-        L = max(map(len, heads))
-        inp = torch.tensor([[pad] * (L - len(h)) + h for h in heads], device=dev)
-        mask = torch.tensor([[0] * (L - len(h)) + [1] * len(h) for h in heads], device=dev)
-        out = self.model(input_ids=inp, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-                         use_cache=True, logits_to_keep=1)
-        lens = [len(x) - 1 for x in ids]
-        M = max(lens)
+        roots, root_of, shared = _share_plan(ids)
+        S = max(len(x) - shared[i] for i, x in enumerate(ids))
+        keep = [max(0, len(x) - S) for x in ids]          # tokens each sequence copies from its root's encoding
+        C = max(keep)
+        encoded = {}                                      # root -> (cache layers of its pass, row, first real position)
+        for chunk in _length_chunks([len(ids[r]) - 1 for r in roots], self.max_prefill_tokens):
+            rs = [roots[j] for j in chunk]
+            heads = [ids[r][:-1] for r in rs]
+            L = max(map(len, heads))
+            if L == 0: continue
+            inp = torch.tensor([[pad] * (L - len(h)) + h for h in heads], device=dev)
+            mask = torch.tensor([[0] * (L - len(h)) + [1] * len(h) for h in heads], device=dev)
+            out = self.model(input_ids=inp, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                             use_cache=True, logits_to_keep=1)
+            for row, r in enumerate(rs): encoded[r] = (out.past_key_values.layers, row, L - len(heads[row]))
         cache = DynamicCache(config=self.model.config)
         Reserved = _reserved_layer_class()
-        cache.layers = [Reserved(room) if type(layer) is DynamicLayer else layer for layer in cache.layers]
-        for li, layer in enumerate(out.past_key_values.layers):
-            k = layer.keys.new_zeros(len(ids), *layer.keys.shape[1:2], M, layer.keys.shape[-1])
-            v = torch.zeros_like(k)
-            for i, n in enumerate(lens):
-                r = root_of[i]; start = L - len(heads[r])
-                k[i, :, M - n:] = layer.keys[r, :, start:start + n]
-                v[i, :, M - n:] = layer.values[r, :, start:start + n]
-            cache.update(k, v, li)
-        row_mask = torch.tensor([[0] * (M - n) + [1] * n for n in lens], device=dev)
-        return cache, row_mask, torch.tensor(lens, device=dev), len(roots)
+        cache.layers = [Reserved(S + room) if type(layer) is DynamicLayer else layer for layer in cache.layers]
+        if C:
+            first = next(iter(encoded.values()))[0]
+            for li, ref in enumerate(first):
+                k = ref.keys.new_zeros(len(ids), ref.keys.shape[1], C, ref.keys.shape[-1]); v = torch.zeros_like(k)
+                for i, n in enumerate(keep):
+                    if not n: continue
+                    layers, row, start = encoded[root_of[i]]
+                    k[i, :, C - n:] = layers[li].keys[row, :, start:start + n]
+                    v[i, :, C - n:] = layers[li].values[row, :, start:start + n]
+                cache.update(k, v, li)
+        tails = [x[len(x) - min(S, len(x)):] for x in ids]
+        block = torch.tensor([[pad] * (S - len(t)) + t for t in tails], device=dev)
+        mask = torch.tensor([[0] * (C - n) + [1] * n + [0] * (S - len(t)) + [1] * len(t) for n, t in zip(keep, tails)], device=dev)
+        pos = torch.tensor([[max(0, len(x) - S + j) for j in range(S)] for x in ids], device=dev)
+        return cache, block, mask, pos, len(roots)
 
     def _generate_batch(self, ids: list[list[int]], seeds: list[tuple[int, ...]], sampling: SamplingConfig) -> list[list[str]]:
         "Sample `len(seeds[i])` continuations of each tokenized prompt `ids[i]` in one batch."
@@ -174,17 +221,19 @@ class HFBackend:
         done = torch.zeros(n, dtype=torch.bool, device=dev)
         eos = torch.tensor(self.eos_ids, device=dev)
         with torch.inference_mode():
-            cache, mask, pos, self.last_roots = self._prefix_cache([ids[i] for i in rows], room=sampling.max_new_tokens)
-            nxt = torch.tensor([ids[i][-1] for i in rows], device=dev)
+            cache, block, mask, pos, self.last_roots = self._shared_prefill([ids[i] for i in rows], room=sampling.max_new_tokens)
+            logits = model(input_ids=block, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                           use_cache=True, logits_to_keep=1).logits[:, -1]
+            pos = pos[:, -1]
             for t in range(sampling.max_new_tokens):
-                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-                out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos[:, None],
-                            past_key_values=cache, use_cache=True)
-                nxt = torch.where(done, tok.pad_token_id, sample_next(out.logits[:, -1], gens, sampling))
+                nxt = torch.where(done, tok.pad_token_id, sample_next(logits, gens, sampling))
                 new[:, t] = nxt
                 done |= torch.isin(nxt, eos)
+                if bool(done.all()) or t == sampling.max_new_tokens - 1: break
+                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
                 pos = pos + 1
-                if bool(done.all()): break
+                logits = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos[:, None],
+                               past_key_values=cache, use_cache=True).logits[:, -1]
         new = new.tolist()
         texts, k = [], 0
         for i, ss in enumerate(seeds):

@@ -1,5 +1,5 @@
 """A C2-Eval run killed partway and rerun ends with the same rows and summary as an uninterrupted run."""
-import json, signal, subprocess, sys, time
+import json
 from pathlib import Path
 
 ARGS = ["eval", "--profile", "smoke", "--n-items", "4", "--k", "10", "20", "30", "--samples", "2",
@@ -16,21 +16,13 @@ def stable(summary_path):
     return {k: v for k, v in s.items() if k not in VOLATILE}
 
 
-def test_kill_and_resume_matches_uninterrupted_run(run_c2cc, tmp_path):
+def test_kill_and_resume_matches_uninterrupted_run(run_c2cc, run_c2cc_killed, tmp_path):
     whole = tmp_path/"whole"
     r = run_c2cc(*ARGS, "--out", whole)
     assert r.returncode == 0, r.stderr
 
     killed = tmp_path/"killed"
-    proc = subprocess.Popen([str(Path(sys.executable).parent/"c2cc"), *ARGS, "--out", str(killed)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    f = killed/"continuations.jsonl"
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:   # kill once two batches (8 paths) are on disk
-        if f.exists() and f.read_text().count("\n") >= 8: break
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run finished before it could be killed; make it longer"
-    proc.send_signal(signal.SIGKILL); proc.wait()
+    run_c2cc_killed([*ARGS, "--out", killed], watch=killed/"continuations.jsonl", lines=8)   # two batches on disk
     partial = rows(killed)
     assert 8 <= len(partial) < 24 and not (killed/"summary.json").exists()
 
