@@ -337,12 +337,11 @@ def finish_c2_syn(out: Path, cfg: SynthConfig, plans: Sequence[dict], done: dict
     from datasets import Dataset
     rows = [done[p["request_id"]] for p in plans]
     kept = [r for r in rows if r["kept"]]
-    for name, data in [("responses.jsonl", kept), ("drops.jsonl", [r for r in rows if not r["kept"]]),
-                       ("pairs.jsonl", [q for r in kept for q in preference_pairs(r)])]:
+    pairs = [q for r in kept for q in preference_pairs(r)]
+    for name, data in [("responses.jsonl", kept), ("drops.jsonl", [r for r in rows if not r["kept"]]), ("pairs.jsonl", pairs)]:
         tmp = out/(name + ".tmp")
         if tmp.exists(): tmp.unlink()
         append_jsonl(tmp, data); tmp.replace(out/name)
-    pairs = [q for r in kept for q in preference_pairs(r)]
     if pairs: Dataset.from_list(pairs).save_to_disk(str(out/"dataset"))
     stats = synth_stats(rows, left_out, timings, cfg)
     stats.update(config=cfg.identity(), judge=judge, environment=environment_info())
