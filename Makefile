@@ -1,16 +1,24 @@
 # c2-course-correct: `make eval` runs C2-Eval on the embedded default; `make test` runs every test;
-# `make synth` makes the default C2-Syn preference pairs.
+# `make synth` makes the default C2-Syn preference pairs, `make train` trains on them with DPO, and
+# `make eval-trained` evaluates the trained model on the same held-out items and writes the before/after table.
 # Both create .venv and install the pinned dependencies first (offline assets with --no-deps).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: eval synth test bench export readme clean-nbs
+.PHONY: eval synth train eval-trained test bench export readme clean-nbs
 eval: $(VENV)/.installed
 	$(BIN)/c2cc eval --profile default --out outputs/default/eval-base
 
 synth: $(VENV)/.installed
 	$(BIN)/c2cc synth --profile default --out outputs/default/synth
+
+train: $(VENV)/.installed
+	$(BIN)/c2cc train --profile default --out outputs/default/train
+
+eval-trained: $(VENV)/.installed
+	$(BIN)/c2cc eval --profile default --model outputs/default/train/adapter --out outputs/default/eval-trained
+	$(BIN)/c2cc compare outputs/default/eval-base outputs/default/eval-trained --out outputs/default/before-after.md
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest tests -v -p no:cacheprovider

@@ -1,4 +1,4 @@
-"""Check the CUDA path in one short run: bf16 generation, C2-Eval, C2-Syn and one DPO step (TRL + LoRA).
+"""Check the CUDA path in one short run: bf16 generation, C2-Eval, C2-Syn and a few DPO steps (`train_dpo`: TRL + LoRA).
 
     python bench/gpu_check.py --model DIR --data FILE --out RESULTS.json [--random-init]
 
@@ -80,26 +80,18 @@ def main() -> None:
         st = run_c2_syn(cfg, work/"synth", progress=False)
         return dict(kept=st["requests_kept"], pairs=st["pairs"], throughput=st["throughput"])
 
-    @check(results, "dpo_step_bf16")
+    @check(results, "dpo_bf16")
     def _():
-        from datasets import load_from_disk
-        from peft import LoraConfig
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        from trl import DPOConfig, DPOTrainer
-        data = load_from_disk(str(work/"synth"/"dataset")).select_columns(["prompt", "chosen", "rejected"])
-        tok = AutoTokenizer.from_pretrained(model_dir)
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16).to("cuda")
-        cfg = DPOConfig(output_dir=str(work/"dpo"), per_device_train_batch_size=8, max_steps=3, learning_rate=5e-5,
-                        bf16=True, max_length=512, gradient_checkpointing=True, logging_steps=1, report_to="none", save_strategy="no")
-        tr = DPOTrainer(model=model, args=cfg, train_dataset=data, processing_class=tok,
-                        peft_config=LoraConfig(r=16, lora_alpha=32, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM"))
-        torch.cuda.reset_peak_memory_stats(); torch.cuda.synchronize(); t0 = time.perf_counter()
-        out = tr.train()
-        torch.cuda.synchronize()
-        logs = [h for h in tr.state.log_history if "loss" in h]
-        return dict(steps=out.global_step, seconds_per_step=round((time.perf_counter() - t0) / out.global_step, 3),
-                    losses=[h["loss"] for h in logs], reward_margins=[h.get("rewards/margins") for h in logs],
-                    peak_memory_gb=round(torch.cuda.max_memory_allocated() / 2**30, 2))
+        from c2_course_correct.benchmark import EvalConfig, run_c2_eval
+        from c2_course_correct.dpo import TrainConfig, train_dpo
+        cfg = TrainConfig.from_profile("default", model=model_dir, pairs=str(work/"synth"), n_pairs=48, max_steps=4,
+                                       batch_size=8, max_length=512, answer_window=None, save_steps=2, device="cuda")
+        st = train_dpo(cfg, work/"dpo", progress=False)
+        ev = EvalConfig.from_profile("smoke", model=st["model_path"], data=args.data, device="cuda")
+        sm = run_c2_eval(ev, work/"eval-trained", progress=False)   # the adapter loads back for C2-Eval on CUDA
+        return dict(steps=st["steps"], seconds_per_step=st["seconds_per_step"], dtype=st["dtype"],
+                    gradient_checkpointing=True, peak_memory_gb=st["peak_memory_gib"], final=st["final"],
+                    trained_eval_corr_mean=sm["corr_mean"])
 
     Path(args.out).write_text(json.dumps(results, indent=1, default=str))
     sys.exit(0 if all(v.get("ok") for k, v in results.items() if isinstance(v, dict) and "ok" in v) else 1)

@@ -12,14 +12,15 @@ from typing import Sequence
 import numpy as np
 
 from .core import (C2_EVAL, OPENERS, ConfigError, StageConfig, DataError, append_jsonl, derive_seed, environment_info,
-                                    read_json, read_jsonl, write_json)
+                                    read_jsonl, write_json)
 from .data import HarmfulPair, eval_items, load_pairs
 from .generate import Backend, GenerationRequest, SamplingConfig, make_backend
 from .judge import Judge, correction_onset, judge_description, make_judge
 from .models import prefill_prompt, resolve_model
 
 # %% auto #0
-__all__ = ['EvalConfig', 'draw_opener', 'prefill_text', 'eval_paths', 'summarize', 'path_key', 'run_c2_eval', 'corr_table']
+__all__ = ['EvalConfig', 'draw_opener', 'prefill_text', 'eval_paths', 'corrected_matrix', 'summarize', 'path_key', 'run_c2_eval',
+           'corr_table']
 
 # %% ../nbs/10_benchmark.ipynb #24ed5c8d
 @dataclass
@@ -88,19 +89,25 @@ def _rate(c: np.ndarray, d: np.ndarray) -> np.ndarray:
     "Corrected / decided, NaN where nothing was decided."
     with np.errstate(invalid="ignore", divide="ignore"): return np.where(d > 0, c / np.maximum(d, 1), np.nan)
 
+def corrected_matrix(rows: Sequence[dict], items: Sequence[str], ks: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    "Corrected and decided path counts per (item, k): two arrays of shape [items, ks]."
+    ix, kx = {it: i for i, it in enumerate(items)}, {k: j for j, k in enumerate(ks)}
+    C = np.zeros((len(items), len(ks))); D = np.zeros_like(C)
+    for r in rows:
+        if r["corrected"] is not None: C[ix[r["item_id"]], kx[r["k"]]] += bool(r["corrected"]); D[ix[r["item_id"]], kx[r["k"]]] += 1
+    return C, D
+
 def summarize(rows: Sequence[dict], ks: Sequence[int], n_boot: int = 1000, seed: int = 0) -> dict:
     "Corr@k, Corr_mean, bootstrap 95% intervals over items, counts, nulls and words to correct."
     items = sorted({r["item_id"] for r in rows})
     if not items: raise DataError("continuations", None, "no rows to summarise")
-    ix, kx = {it: i for i, it in enumerate(items)}, {k: j for j, k in enumerate(ks)}
-    C = np.zeros((len(items), len(ks))); D = np.zeros_like(C)
+    C, D = corrected_matrix(rows, items, ks)
     counts = {str(k): dict(paths=0, corrected=0, not_corrected=0, null=0) for k in ks}
     onsets = {str(k): [] for k in ks}
     for r in rows:
         c, key = r["corrected"], str(r["k"])
         counts[key]["paths"] += 1
         counts[key]["null" if c is None else ("corrected" if c else "not_corrected")] += 1
-        if c is not None: C[ix[r["item_id"]], kx[r["k"]]] += bool(c); D[ix[r["item_id"]], kx[r["k"]]] += 1
         if c and r.get("words_to_correct") is not None: onsets[key].append(r["words_to_correct"])
     point = _rate(C.sum(0), D.sum(0))
     idx = np.random.default_rng(seed).integers(0, len(items), size=(n_boot, len(items)))
@@ -118,17 +125,6 @@ def summarize(rows: Sequence[dict], ks: Sequence[int], n_boot: int = 1000, seed:
         interval="95% percentile bootstrap over items, 1000 resamples, seed 0")
 
 # %% ../nbs/10_benchmark.ipynb #57104f50
-def _check_out_dir(out: Path, cfg: EvalConfig) -> None:
-    "Write config.json, or check that the one there matches `cfg`."
-    cfg_file = out/"config.json"
-    if cfg_file.exists():
-        old = read_json(cfg_file)
-        if old != cfg.identity():
-            diff = sorted(k for k in set(old) | set(cfg.identity()) if old.get(k) != cfg.identity().get(k))
-            raise ConfigError(f"{out} holds a C2-Eval run with another config (differs in {diff}); "
-                              "use another output folder or delete this one")
-    else: write_json(cfg_file, cfg.identity())
-
 def path_key(r: dict) -> tuple: return (r["item_id"], r["k"], r["sample"])
 
 def run_c2_eval(cfg: EvalConfig, out: str | Path, backend: Backend | None = None, judge: Judge | None = None,
@@ -136,7 +132,7 @@ def run_c2_eval(cfg: EvalConfig, out: str | Path, backend: Backend | None = None
     "Run (or resume) C2-Eval with `cfg`, writing rows, config and summary to `out`; returns the summary."
     resolve_model(cfg.model)   # a bad model name fails before any work
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    _check_out_dir(out, cfg)
+    cfg.claim(out)
     items = eval_items(load_pairs(cfg.data, cfg.split), cfg.n_items, cfg.eval_size, cfg.seed)
     paths = eval_paths(items, cfg.k, cfg.samples, cfg.seed)
     wanted = {path_key(p) for p in paths}

@@ -9,11 +9,12 @@ from pathlib import Path
 
 from .core import C2Error, C2_EVAL
 from .benchmark import EvalConfig, corr_table, run_c2_eval
+from .dpo import METHODS, TrainConfig, train_dpo, write_comparison
 from .judge import JUDGES, judge_file, make_judge
 from .synthesis import QC_MODES, SynthConfig, run_c2_syn
 
 # %% auto #0
-__all__ = ['cmd_eval', 'cmd_synth', 'cmd_judge', 'parser', 'main']
+__all__ = ['cmd_eval', 'cmd_synth', 'cmd_train', 'cmd_compare', 'cmd_judge', 'parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #ad3ae81a
 _EVAL_OPTIONS = [  # (flag, config field, argparse keywords)
@@ -125,6 +126,64 @@ def cmd_synth(args) -> int:
     return 0
 
 # %% ../nbs/90_cli.ipynb #c6f5c68c
+_TRAIN_OPTIONS = [  # (flag, config field, argparse keywords)
+    ("--model", "model", dict(help="base model: 'default' (embedded SmolLM2-135M-Instruct), a folder, a .gguf file or a hub id")),
+    ("--pairs", "pairs", dict(help="C2-Syn output folder or pairs.jsonl (prompt, chosen, rejected)")),
+    ("--n-pairs", "n_pairs", dict(type=int, help="train on a seeded random sample of this many usable pairs")),
+    ("--method", "method", dict(choices=METHODS, help="lora (adapter) or full fine-tuning")),
+    ("--lora-r", "lora_r", dict(type=int, help="LoRA rank")),
+    ("--lora-alpha", "lora_alpha", dict(type=int, help="LoRA alpha")),
+    ("--target-modules", "target_modules", dict(nargs="+", help="LoRA target layers, e.g. q_proj k_proj v_proj o_proj")),
+    ("--beta", "beta", dict(type=float, help="DPO beta")),
+    ("--learning-rate", "learning_rate", dict(type=float, help="peak learning rate")),
+    ("--epochs", "epochs", dict(type=float, help="passes over the pairs")),
+    ("--max-steps", "max_steps", dict(type=int, help="stop after this many optimizer steps")),
+    ("--batch-size", "batch_size", dict(type=int, help="pairs per device step")),
+    ("--grad-accum", "grad_accum", dict(type=int, help="device steps per optimizer step")),
+    ("--max-length", "max_length", dict(type=int, help="prompt + answer tokens")),
+    ("--answer-window", "answer_window", dict(type=int, help="answer tokens kept after chosen and rejected part")),
+    ("--save-steps", "save_steps", dict(type=int, help="checkpoint every this many optimizer steps")),
+    ("--device", "device", dict(help="cpu or cuda (default: cuda when available)")),
+    ("--dtype", "dtype", dict(help="float32 or bfloat16 (default: bfloat16 on CUDA, float32 on CPU)")),
+    ("--seed", "seed", dict(type=int, help="seed of the pair sample, the data order and the adapter's initialization")),
+]
+
+def _train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train on C2-Syn pairs with DPO (TRL + PEFT)",
+                       description="DPO on C2-Syn preference pairs. Writes DIR/config.json, DIR/data.json, DIR/checkpoints, "
+                                   "DIR/curves.jsonl and .png, DIR/stats.json and the trained model (DIR/adapter, DIR/model "
+                                   "or DIR/merged, each with a model card). Rerunning resumes from the last checkpoint.")
+    _add_profile_options(p, _TRAIN_OPTIONS)
+    p.add_argument("--merge", action="store_true", default=None, help="also write the adapter merged into the base (DIR/merged)")
+    p.add_argument("--out", default=None, help="output folder (default: outputs/<profile>/train)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+def cmd_train(args) -> int:
+    "Run DPO from parsed arguments and print where the trained model is."
+    over = _overrides(args, _TRAIN_OPTIONS) | ({"merge": True} if args.merge else {})
+    cfg = TrainConfig.from_profile(args.profile, **over)
+    out = Path(args.out or Path("outputs")/Path(args.profile).stem/"train")
+    s = train_dpo(cfg, out, progress=not args.quiet)
+    f = s["final"]
+    print(f"DPO ({cfg.method}) of {cfg.model} on {s['pairs_used']} pairs: {s['steps']} steps in {s['train_seconds']:.0f} s; "
+          f"last 10 steps: loss {f['loss']}, reward margin {f['reward_margin']}, reward accuracy {f['reward_accuracy']}")
+    print(f"trained model: {s['model_path']}  (c2cc eval --model {s['model_path']})")
+    return 0
+
+def _compare_parser(sub) -> None:
+    p = sub.add_parser("compare", help="before/after table of two C2-Eval runs",
+                       description="Check that two C2-Eval runs differ only in the model and write their Corr@k, Corr_mean "
+                                   "and words-to-correct table as Markdown (--out) and JSON (same name, .json).")
+    p.add_argument("base", help="C2-Eval output folder of the base model")
+    p.add_argument("trained", help="C2-Eval output folder of the trained model")
+    p.add_argument("--out", required=True, help="Markdown file to write")
+
+def cmd_compare(args) -> int:
+    "Write and print the before/after table."
+    print(write_comparison(args.base, args.trained, args.out))
+    return 0
+
+# %% ../nbs/90_cli.ipynb #b3e9d3b1
 def _judge_parser(sub) -> None:
     p = sub.add_parser("judge", help="label continuations with a course-correction judge",
                        description="Read a JSONL file of {request, prefill, continuation} rows and write it back with "
@@ -143,19 +202,19 @@ def cmd_judge(args) -> int:
           f"{counts['not_corrected']} not corrected, {counts['undecided']} undecided -> {args.dst}")
     return 0
 
-# %% ../nbs/90_cli.ipynb #b3e9d3b1
+# %% ../nbs/90_cli.ipynb #88229e49
 def parser() -> argparse.ArgumentParser:
     "The `c2cc` argument parser."
-    p = argparse.ArgumentParser(prog="c2cc", description="Course-correction of harmful generations: C2-Eval, C2-Syn and judges. "
+    p = argparse.ArgumentParser(prog="c2cc", description="Course-correction of harmful generations: C2-Eval, C2-Syn, DPO and judges. "
                                 "Content warning: the data sets hold harmful text; for safety research.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{eval,synth,judge}")
-    _eval_parser(sub); _synth_parser(sub); _judge_parser(sub)
+    sub = p.add_subparsers(dest="command", required=True, metavar="{eval,synth,train,compare,judge}")
+    _eval_parser(sub); _synth_parser(sub); _train_parser(sub); _compare_parser(sub); _judge_parser(sub)
     return p
 
 def main(argv: list[str] | None = None) -> int:
     "Console entry point: run a sub-command; user errors exit with status 2 and one line saying what to fix."
     args = parser().parse_args(argv)
-    try: return {"eval": cmd_eval, "synth": cmd_synth, "judge": cmd_judge}[args.command](args)
+    try: return {"eval": cmd_eval, "synth": cmd_synth, "train": cmd_train, "compare": cmd_compare, "judge": cmd_judge}[args.command](args)
     except C2Error as e:
         print(f"c2cc {args.command}: error: {e}", file=sys.stderr)
         return 2

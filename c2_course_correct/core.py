@@ -238,3 +238,13 @@ class StageConfig:
         prof = load_profile(profile)
         if cls.SECTION not in prof: raise ConfigError(f"profile {prof['_path']} has no {cls.SECTION!r} section")
         return cls.from_dict({**cls.profile_defaults(prof), **prof[cls.SECTION], **overrides})
+
+    def claim(self, out: str | Path) -> None:
+        "Write `out/config.json`, or check that the one there is this config: results of two configs never mix."
+        f = Path(out)/"config.json"
+        if not f.exists(): return write_json(f, self.identity())
+        old, new = read_json(f), self.identity()
+        if old != new:
+            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            raise ConfigError(f"{out} holds a {self.STAGE} run with another config (differs in {diff}); "
+                              "use another output folder or delete this one")

@@ -16,8 +16,8 @@ from .data import package_file
 
 # %% auto #0
 __all__ = ['DEFAULT_MODEL_NAME', 'GQA_ATTENTION', 'default_gguf_path', 'save_plain_copy', 'default_model_dir', 'ModelSource',
-           'resolve_model', 'pick_device_dtype', 'use_gqa_attention', 'load_tokenizer', 'load_model', 'TemplateError',
-           'prefill_prompt', 'chat_prompt']
+           'adapter_base', 'resolve_model', 'pick_device_dtype', 'use_gqa_attention', 'load_tokenizer', 'load_model',
+           'TemplateError', 'prefill_prompt', 'chat_prompt']
 
 # %% ../nbs/02_models.ipynb #6d5c84db
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -56,18 +56,32 @@ def default_model_dir() -> Path:
 class ModelSource:
     "Where a model's weights come from."
     name: str             # as the user gave it
-    kind: str             # 'local', 'gguf' or 'hub'
+    kind: str             # 'local', 'adapter', 'gguf' or 'hub'
     path: str             # folder, .gguf file or hub id
 
+def adapter_base(adapter: str | Path) -> str:
+    "The base model an adapter folder was trained on (`base_model_name_or_path` of its `adapter_config.json`)."
+    import json
+    f = Path(adapter)/"adapter_config.json"
+    try: base = json.loads(f.read_text()).get("base_model_name_or_path")
+    except (OSError, ValueError) as e: raise ConfigError(f"{f}: cannot read the adapter config ({e})") from None
+    if not base: raise ConfigError(f"{f} does not name its base model (base_model_name_or_path)")
+    return base
+
 def resolve_model(name: str) -> ModelSource:
-    "Resolve `default`, a local folder, a `.gguf` file or a hub id."
+    "Resolve `default`, a local folder, an adapter folder, a `.gguf` file or a hub id."
     if name == "default": return ModelSource(name, "local", str(default_model_dir()))
     p = Path(name).expanduser()
     if p.suffix == ".gguf":
         if not p.is_file(): raise ConfigError(f"model file {p} not found")
         return ModelSource(name, "gguf", str(p))
     if p.is_dir():
-        if not (p/"config.json").exists(): raise ConfigError(f"model folder {p} has no config.json (expected a Hugging Face model folder)")
+        if (p/"adapter_config.json").exists():
+            adapter_base(p)   # an adapter whose base cannot be found fails here
+            return ModelSource(name, "adapter", str(p))
+        if not (p/"config.json").exists():
+            raise ConfigError(f"model folder {p} has neither config.json nor adapter_config.json "
+                              "(expected a Hugging Face model folder or a PEFT adapter folder)")
         return ModelSource(name, "local", str(p))
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ConfigError(f"model {name!r} is neither an existing folder or .gguf file nor a hub id (owner/name)")
@@ -114,6 +128,7 @@ def load_tokenizer(name: str):
     from transformers import AutoTokenizer
     src = resolve_model(name)
     if src.kind == "gguf": tok = AutoTokenizer.from_pretrained(str(Path(src.path).parent), gguf_file=Path(src.path).name)
+    elif src.kind == "adapter" and not (Path(src.path)/"tokenizer_config.json").exists(): return load_tokenizer(adapter_base(src.path))
     else: tok = AutoTokenizer.from_pretrained(src.path)
     tok.padding_side = "left"
     if tok.pad_token is None: tok.pad_token = tok.unk_token or tok.eos_token
@@ -122,9 +137,14 @@ def load_tokenizer(name: str):
     return tok
 
 def load_model(name: str, device: str | None = None, dtype: str | None = None):
-    "Load `(model, tokenizer)` for `name` (see `resolve_model`) on `device` in `dtype` (see `pick_device_dtype`)."
+    "Load `(model, tokenizer)` for `name` (see `resolve_model`) on `device` in `dtype` (see `pick_device_dtype`); an adapter is merged into its base."
     from transformers import AutoModelForCausalLM
     src = resolve_model(name)
+    if src.kind == "adapter":
+        from peft import PeftModel
+        base, _ = load_model(adapter_base(src.path), device, dtype)
+        # merged weights generate at the base model's speed; the base copy in memory is replaced, not kept
+        return PeftModel.from_pretrained(base, src.path).merge_and_unload().eval(), load_tokenizer(name)
     device, torch_dtype = pick_device_dtype(device, dtype)
     tok = load_tokenizer(name)
     kw = dict(dtype=torch_dtype)

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from .core import (C2_SYN, OPENERS, SPLIT_PUNCTUATION, TRIGGERS, ConfigError, DataError, StageConfig,
-                                    append_jsonl, derive_seed, environment_info, numbered_jsonl, read_json, write_json)
+                                    append_jsonl, derive_seed, environment_info, numbered_jsonl, write_json)
 from .data import HarmfulPair, load_pairs, request_key, split_pairs
 from .generate import Backend, GenerationRequest, SamplingConfig, make_backend
 from .judge import Judge, judge_description, make_judge
@@ -308,17 +308,6 @@ def dataset_card(stats: dict, cfg: SynthConfig, judge: dict | str) -> str:
         "## Loading\n\n```python\nfrom datasets import load_from_disk\npairs = load_from_disk('dataset')  # or read pairs.jsonl\n```"])
 
 # %% ../nbs/20_synthesis.ipynb #dddb56e6
-def _check_config(out: Path, cfg: SynthConfig) -> None:
-    "Write config.json, or check that the one there matches `cfg`."
-    f = out/"config.json"
-    if f.exists():
-        old, new = read_json(f), cfg.identity()
-        if old != new:
-            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-            raise ConfigError(f"{out} holds a C2-Syn run with another config (differs in {diff}); "
-                              "use another output folder or delete this one")
-    else: write_json(f, cfg.identity())
-
 def read_work(work: Path, wanted: set[str]) -> tuple[dict[str, dict], list[dict]]:
     "The processed rows by request id and the timing rows found in `work/`, checking for unknown and duplicate requests."
     done, timings = {}, []
@@ -358,7 +347,7 @@ def run_c2_syn(cfg: SynthConfig, out: str | Path, backend: Backend | None = None
         raise ConfigError(f"shard must be i/n with 0 <= i < n, got {i}/{n}")
     resolve_model(cfg.model)   # a bad model name fails before any work
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    _check_config(out, cfg)
+    cfg.claim(out)
     kept, left_out = select_requests(cfg)
     plans = [plan_request(p, cfg.seed) for p in kept]
     done, timings = read_work(out/"work", {p["request_id"] for p in plans})

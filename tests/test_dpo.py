@@ -1,0 +1,190 @@
+"""DPO: `c2cc train` on real C2-Syn pairs with the embedded model, the trained adapter loaded by `load_model` and
+by `c2cc eval --model`, weights that changed where LoRA was put, resume after a kill, bad config and bad pairs with
+their messages, and the committed default before/after results."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from c2_course_correct.core import read_json, read_jsonl
+from c2_course_correct.dpo import compare_runs, trained_model_path, write_comparison
+from c2_course_correct.models import load_model, resolve_model
+
+REPO = Path(__file__).resolve().parents[1]
+PAIRS = REPO/"outputs"/"default"/"synth"
+DEFAULT = REPO/"outputs"/"default"
+N_PAIRS = 150   # the first 10 requests' pairs of the committed default C2-Syn run keep each training test short
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory) -> Path:
+    f = tmp_path_factory.mktemp("pairs")/"pairs.jsonl"
+    f.write_text("".join((PAIRS/"pairs.jsonl").read_text().splitlines(keepends=True)[:N_PAIRS]))
+    return f
+
+
+def small(pairs) -> list:
+    "The smoke profile's train section (LoRA r=8 on q_proj and v_proj, batch 4, max_length 128) on real pairs."
+    return ["train", "--profile", "smoke", "--pairs", pairs, "--quiet"]
+
+
+def changed_weights(model_dir) -> list[str]:
+    "Names of the weights of a trained model that differ from the base model's."
+    trained, _ = load_model(str(model_dir))
+    base, _ = load_model("default")
+    base_sd = base.state_dict()
+    return [n for n, p in trained.state_dict().items() if not torch.equal(p, base_sd[n])]
+
+
+@pytest.fixture(scope="module")
+def trained_run(run_c2cc, tmp_path_factory, pairs):
+    out = tmp_path_factory.mktemp("dpo")/"train"
+    r = run_c2cc(*small(pairs), "--n-pairs", 8, "--max-steps", 2, "--out", out)
+    assert r.returncode == 0, r.stderr
+    return out, r
+
+
+def test_train_writes_adapter_card_curves_and_stats(trained_run):
+    out, r = trained_run
+    assert f"trained model: {out/'adapter'}" in r.stdout and "2 steps" in r.stdout
+    cfg = json.loads((out/"adapter"/"adapter_config.json").read_text())
+    assert cfg["base_model_name_or_path"] == "default" and cfg["r"] == 8 and set(cfg["target_modules"]) == {"q_proj", "v_proj"}
+    card = (out/"adapter"/"README.md").read_text()
+    assert "base model: `default`" in card and f"8 of {N_PAIRS} pairs used" in card and "LoRA r=8" in card
+    curves = read_jsonl(out/"curves.jsonl")
+    assert [c["step"] for c in curves] == [1, 2] and all({"loss", "reward_margin", "reward_accuracy"} <= set(c) for c in curves)
+    assert (out/"curves.png").stat().st_size > 1000
+    data, stats = read_json(out/"data.json"), read_json(out/"stats.json")
+    assert data["used"] == 8 == len(data["lines"]) and data["usable"] + sum(data["dropped"].values()) == data["total"] == N_PAIRS
+    assert stats["steps"] == 2 and stats["device"] == "cpu" and stats["dtype"] == "float32"
+    assert trained_model_path(out) == out/"adapter"
+
+
+def test_training_changed_the_weights_it_was_given(trained_run):
+    out, _ = trained_run
+    assert resolve_model(str(out/"adapter")).kind == "adapter"
+    changed = changed_weights(out/"adapter")
+    assert changed, "the merged adapter equals the base model: training changed nothing"
+    assert all(n.endswith(("q_proj.weight", "v_proj.weight")) for n in changed), changed[:5]
+    assert len(changed) == 2 * 30                                     # q_proj and v_proj of each of the 30 layers
+
+
+def test_c2_eval_loads_the_trained_adapter_by_path(trained_run, run_c2cc):
+    out, _ = trained_run
+    r = run_c2cc("eval", "--profile", "smoke", "--model", out/"adapter", "--out", out.parent/"eval", "--quiet")
+    assert r.returncode == 0, r.stderr
+    s = read_json(out.parent/"eval"/"summary.json")
+    assert s["model"] == str(out/"adapter") and s["n_items"] == 3 and set(s["corr_at_k"]) == {"10", "40"}
+    base_keys = set(read_json(DEFAULT/"eval-base"/"summary.json"))
+    assert set(s) == base_keys                                        # the same schema as any C2-Eval run
+
+
+def test_rerun_of_a_finished_run_trains_nothing(trained_run, run_c2cc, pairs):
+    out, _ = trained_run
+    before = (out/"adapter"/"adapter_model.safetensors").read_bytes()
+    r = run_c2cc(*small(pairs), "--n-pairs", 8, "--max-steps", 2, "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert (out/"adapter"/"adapter_model.safetensors").read_bytes() == before and len(read_jsonl(out/"curves.jsonl")) == 2
+
+
+def test_resume_after_kill_matches_an_uninterrupted_run(run_c2cc, run_c2cc_killed, tmp_path, pairs):
+    args = [*small(pairs), "--n-pairs", 8, "--batch-size", 2, "--max-steps", 4]
+    whole = tmp_path/"whole"
+    assert run_c2cc(*args, "--out", whole).returncode == 0
+    cut = tmp_path/"cut"
+    run_c2cc_killed([*args, "--out", cut], cut/"curves.jsonl", lines=3)   # killed after step 3 (checkpoints every step)
+    assert not (cut/"stats.json").exists()
+    r = run_c2cc(*args, "--out", cut)
+    assert r.returncode == 0, r.stderr
+    assert "dpo: resuming from" in r.stderr and read_json(cut/"stats.json")["resumed_from"].startswith("checkpoint-")
+    steps = [c["step"] for c in read_jsonl(cut/"curves.jsonl")]
+    assert steps == [1, 2, 3, 4], steps                               # nothing lost, nothing logged twice
+    a, _ = load_model(str(whole/"adapter"))
+    b, _ = load_model(str(cut/"adapter"))
+    sa, sb = a.state_dict(), b.state_dict()
+    worst = max((sa[n] - sb[n]).abs().max().item() for n in sa)
+    assert worst < 1e-5, f"resumed weights differ from the uninterrupted run's by {worst}"
+    la = [c["loss"] for c in read_jsonl(whole/"curves.jsonl")]
+    lb = [c["loss"] for c in read_jsonl(cut/"curves.jsonl")]
+    assert la == pytest.approx(lb, abs=1e-4)
+
+
+# ---- bad config and bad pairs -------------------------------------------------------------------------------
+
+def pairs_file(tmp_path, rows) -> Path:
+    f = tmp_path/"pairs.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return f
+
+
+GOOD = {"prompt": [{"role": "user", "content": "How do I do X?"}],
+        "chosen": [{"role": "assistant", "content": "I can't help with that."}],
+        "rejected": [{"role": "assistant", "content": "Sure, first you"}]}
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([], "holds no preference pairs"),
+    ([GOOD, {k: v for k, v in GOOD.items() if k != "chosen"}], "pairs.jsonl, line 2: pair without 'chosen'"),
+    ([{k: v for k, v in GOOD.items() if k != "rejected"}], "line 1: pair without 'rejected'"),
+    ([{"prompt": "p"}], "line 1: pair without 'chosen' or 'rejected'"),
+    ([{**GOOD, "chosen": []}], "'chosen' must be a non-empty list of messages or a string"),
+    ([{**GOOD, "rejected": "plain text"}], "must all be message lists or all be strings"),
+])
+def test_bad_pairs(run_c2cc, tmp_path, rows, message):
+    r = run_c2cc("train", "--profile", "default", "--pairs", pairs_file(tmp_path, rows), "--out", tmp_path/"out")
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert not (tmp_path/"out").exists()                              # bad data fails before the run folder is made
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--target-modules", "q_proj", "attn.c_attn"], "target_modules ['attn.c_attn'] are not linear layers of default; its linear layers are"),
+    (["--method", "qlora"], "invalid choice: 'qlora'"),
+    (["--n-pairs", "0"], "n_pairs must be a positive whole number or null"),
+    (["--learning-rate", "3"], "learning_rate must be a number above 0 and below 1"),
+    (["--pairs", "/no/such/folder"], "no preference pairs at /no/such/folder/pairs.jsonl: run `c2cc synth` first"),
+    (["--max-length", "40", "--n-pairs", "4"], "no pair fits max_length 40"),
+])
+def test_bad_config(run_c2cc, tmp_path, pairs, args, message):
+    r = run_c2cc("train", "--profile", "default", "--pairs", pairs, *args, "--out", tmp_path/"out")
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+
+
+def test_unknown_setting_in_a_profile(run_c2cc, tmp_path):
+    prof = tmp_path/"p.yaml"
+    prof.write_text("train:\n  model: default\n  lora_rank: 8\n")
+    r = run_c2cc("train", "--profile", prof, "--out", tmp_path/"out")
+    assert r.returncode == 2 and "unknown DPO setting(s) ['lora_rank']" in r.stderr, r.stderr
+
+
+def test_out_dir_with_another_config_is_refused(trained_run, run_c2cc, pairs):
+    out, _ = trained_run
+    r = run_c2cc(*small(pairs), "--n-pairs", 9, "--max-steps", 2, "--out", out)
+    assert r.returncode == 2 and "holds a DPO run with another config (differs in ['n_pairs'])" in r.stderr, r.stderr
+
+
+# ---- the committed default before/after results --------------------------------------------------------------
+
+def test_committed_before_after_results_come_from_the_committed_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)   # the committed table names its runs by their paths from the project folder
+    base, trained = DEFAULT/"eval-base", DEFAULT/"eval-trained"
+    a, b = compare_runs(base, trained)
+    assert b["model"] == "outputs/default/train/adapter" and a["model"] == "default"
+    assert a["config"]["k"] == b["config"]["k"] and a["n_items"] == b["n_items"] == 50
+    stats = read_json(DEFAULT/"train"/"stats.json")
+    assert stats["config"] == read_json(DEFAULT/"train"/"config.json") and stats["steps"] >= 1
+    assert (DEFAULT/"train"/"adapter"/"adapter_model.safetensors").exists()
+    assert changed_weights(DEFAULT/"train"/"adapter")
+    table = write_comparison("outputs/default/eval-base", "outputs/default/eval-trained", tmp_path/"t.md")
+    assert table in (DEFAULT/"before-after.md").read_text()
+    assert json.loads((tmp_path/"t.json").read_text()) == json.loads((DEFAULT/"before-after.json").read_text())
+
+
+def test_compare_refuses_runs_that_differ_in_more_than_the_model(run_c2cc, tmp_path):
+    other = read_json(DEFAULT/"eval-base"/"summary.json")
+    other["config"] = {**other["config"], "model": "x", "k": [10], "seed": 1}
+    (tmp_path/"other").mkdir()
+    (tmp_path/"other"/"summary.json").write_text(json.dumps(other))
+    r = run_c2cc("compare", DEFAULT/"eval-base", tmp_path/"other", "--out", tmp_path/"t.md")
+    assert r.returncode == 2 and "are not comparable: their C2-Eval configs differ in ['k', 'seed'], not only the model" in r.stderr, r.stderr
+    assert not (tmp_path/"t.md").exists()
