@@ -80,6 +80,23 @@ def test_c2_eval_loads_the_trained_adapter_by_path(trained_run, run_c2cc):
     assert set(s) == base_keys                                        # the same schema as any C2-Eval run
 
 
+def test_full_fine_tuning_and_a_merged_adapter(run_c2cc, pairs, tmp_path):
+    full, lora = tmp_path/"full", tmp_path/"lora"
+    r = run_c2cc(*small(pairs), "--n-pairs", 4, "--batch-size", 2, "--max-steps", 2, "--method", "full", "--out", full)
+    assert r.returncode == 0, r.stderr
+    assert trained_model_path(full) == full/"model" and "full fine-tuning" in (full/"model"/"README.md").read_text()
+    assert resolve_model(str(full/"model")).kind == "local"
+    changed = changed_weights(full/"model")
+    assert len(changed) > 60 and any("mlp" in n for n in changed)   # all weights train, not only q/v
+    r = run_c2cc(*small(pairs), "--n-pairs", 4, "--batch-size", 2, "--max-steps", 2, "--merge", "--out", lora)
+    assert r.returncode == 0, r.stderr
+    assert trained_model_path(lora) == lora/"merged" and (lora/"adapter"/"adapter_config.json").exists()
+    merged, _ = load_model(str(lora/"merged"))
+    adapter, _ = load_model(str(lora/"adapter"))
+    m, a = merged.state_dict(), adapter.state_dict()
+    assert all(torch.allclose(m[n], a[n], atol=1e-6) for n in a)     # the merged model is the adapter, merged
+
+
 def test_rerun_of_a_finished_run_trains_nothing(trained_run, run_c2cc, pairs):
     out, _ = trained_run
     before = (out/"adapter"/"adapter_model.safetensors").read_bytes()
