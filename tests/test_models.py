@@ -70,5 +70,5 @@ def test_resolve_gguf_and_local_folder(tmp_path):
     assert resolve_model(str(default_gguf_path())).kind == "gguf"
     assert resolve_model(str(default_model_dir())).kind == "local"
     (tmp_path/"empty").mkdir()
-    with pytest.raises(Exception, match="has no config.json"):
+    with pytest.raises(Exception, match="has neither config.json nor adapter_config.json"):
         resolve_model(str(tmp_path/"empty"))
