@@ -51,9 +51,7 @@ class EvalConfig(StageConfig):
         if not self.k or any(not isinstance(k, int) or k < 1 for k in self.k):
             raise ConfigError(f"k must be a list of positive whole numbers of words, got {self.k!r}")
         if len(set(self.k)) != len(self.k): raise ConfigError(f"k has repeated values: {self.k}")
-        for name in ("samples", "n_items", "eval_size", "max_new_tokens", "batch_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be a positive whole number, got {getattr(self, name)!r}")
+        self.require_whole(("samples", "n_items", "eval_size", "max_new_tokens", "batch_size"))
         if self.n_items > self.eval_size: raise ConfigError(f"n_items ({self.n_items}) exceeds eval_size ({self.eval_size})")
         self.sampling  # validates temperature and top_p
 

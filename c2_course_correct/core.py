@@ -239,6 +239,14 @@ class StageConfig:
         if cls.SECTION not in prof: raise ConfigError(f"profile {prof['_path']} has no {cls.SECTION!r} section")
         return cls.from_dict({**cls.profile_defaults(prof), **prof[cls.SECTION], **overrides})
 
+    def require_whole(self, names: tuple[str, ...], minimum: int = 1, nullable: bool = False) -> None:
+        "Raise ConfigError naming the first of `names` that is not a whole number >= `minimum` (or null, if `nullable`)."
+        for name in names:
+            v = getattr(self, name)
+            if (v is None and nullable) or (isinstance(v, int) and v >= minimum): continue
+            what = "a positive whole number" if minimum == 1 else f"a whole number >= {minimum}"
+            raise ConfigError(f"{name} must be {what}{' or null' if nullable else ''}, got {v!r}")
+
     def claim(self, out: str | Path) -> None:
         "Write `out/config.json`, or check that the one there is this config: results of two configs never mix."
         f = Path(out)/"config.json"

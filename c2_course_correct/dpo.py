@@ -54,12 +54,8 @@ class TrainConfig(StageConfig):
     STAGE, SECTION, NOT_IDENTITY = "DPO", "train", ("save_steps",)
 
     def __post_init__(self):
-        for name in ("lora_r", "lora_alpha", "batch_size", "grad_accum", "max_length", "save_steps"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be a positive whole number, got {getattr(self, name)!r}")
-        for name in ("n_pairs", "max_steps", "answer_window"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or v < 1): raise ConfigError(f"{name} must be a positive whole number or null, got {v!r}")
+        self.require_whole(("lora_r", "lora_alpha", "batch_size", "grad_accum", "max_length", "save_steps"))
+        self.require_whole(("n_pairs", "max_steps", "answer_window"), nullable=True)
         if self.method not in METHODS: raise ConfigError(f"method must be one of {METHODS}, got {self.method!r}")
         if not (isinstance(self.target_modules, list) and self.target_modules and all(isinstance(m, str) and m for m in self.target_modules)):
             raise ConfigError(f"target_modules must be a non-empty list of module names, got {self.target_modules!r}")

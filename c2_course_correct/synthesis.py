@@ -64,12 +64,8 @@ class SynthConfig(StageConfig):
     STAGE, SECTION, NOT_IDENTITY = "C2-Syn", "synth", ("batch_size",)
 
     def __post_init__(self):
-        for name in ("min_response_words", "eval_size", "max_new_tokens", "batch_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be a positive whole number, got {getattr(self, name)!r}")
-        for name in ("qc_retries", "min_tail_words"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be a whole number >= 0, got {getattr(self, name)!r}")
+        self.require_whole(("min_response_words", "eval_size", "max_new_tokens", "batch_size"))
+        self.require_whole(("qc_retries", "min_tail_words"), minimum=0)
         if self.n_requests is not None and (not isinstance(self.n_requests, int) or self.n_requests < 1):
             raise ConfigError(f"n_requests must be a positive whole number or null (all), got {self.n_requests!r}")
         for name in ("request_keywords", "sr_prefill"):
