@@ -1,12 +1,18 @@
-# c2-course-correct: `make eval` runs C2-Eval on the embedded default; `make test` runs every test;
-# `make synth` makes the default C2-Syn preference pairs, `make train` trains on them with DPO, and
-# `make eval-trained` evaluates the trained model on the same held-out items and writes the before/after table.
-# Both create .venv and install the pinned dependencies first (offline assets with --no-deps).
+# c2-course-correct: `make reproduce` runs every stage of the default profile with papermill (C2-Eval, C2-Syn,
+# DPO, C2-Eval of the trained model, tables, figures, REPORT.md) into $(OUT); `make test` runs every test.
+# One stage at a time: `make eval` (C2-Eval), `make synth` (C2-Syn pairs), `make train` (DPO on them) and
+# `make eval-trained` (C2-Eval of the trained model and the before/after table), into outputs/default.
+# All create .venv and install the pinned dependencies first (offline assets with --no-deps).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# the committed run is outputs/default; a rerun goes beside it (gitignored) unless OUT says otherwise
+OUT ?= outputs/local/default
 
-.PHONY: eval synth train eval-trained test bench export readme clean-nbs
+.PHONY: reproduce eval synth train eval-trained test bench export readme clean-nbs
+reproduce: $(VENV)/.installed
+	$(BIN)/c2cc reproduce --profile default --out $(OUT)
+
 eval: $(VENV)/.installed
 	$(BIN)/c2cc eval --profile default --out outputs/default/eval-base
 

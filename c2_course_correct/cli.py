@@ -11,10 +11,11 @@ from .core import C2Error, C2_EVAL
 from .benchmark import EvalConfig, corr_table, run_c2_eval
 from .dpo import METHODS, TrainConfig, train_dpo, write_comparison
 from .judge import JUDGES, judge_file, make_judge
+from .reproduce import reproduce
 from .synthesis import QC_MODES, SynthConfig, run_c2_syn
 
 # %% auto #0
-__all__ = ['cmd_eval', 'cmd_synth', 'cmd_train', 'cmd_compare', 'cmd_judge', 'parser', 'main']
+__all__ = ['cmd_eval', 'cmd_synth', 'cmd_train', 'cmd_compare', 'cmd_judge', 'cmd_reproduce', 'parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #ad3ae81a
 _EVAL_OPTIONS = [  # (flag, config field, argparse keywords)
@@ -203,18 +204,42 @@ def cmd_judge(args) -> int:
     return 0
 
 # %% ../nbs/90_cli.ipynb #88229e49
+def _reproduce_parser(sub) -> None:
+    p = sub.add_parser("reproduce", help="run every stage of a profile with papermill; tables, figures, REPORT.md",
+                       description="Run C2-Eval of the base model, C2-Eval of the profile's further models, C2-Syn, DPO, "
+                                   "C2-Eval of the trained model and the figures, as executed notebooks beside their "
+                                   "results. Stages already complete for the same config are skipped.")
+    p.add_argument("--profile", default="default", help="smoke, default, paper, or the path of a profile YAML (default: default)")
+    p.add_argument("--out", default=None, help="run folder (default: outputs/<profile name>)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one profile value (a YAML value), e.g. --set train.max_steps=4; repeatable")
+    p.add_argument("--stages", nargs="+", default=None, help="run only these stages (names as the dry run prints them)")
+    p.add_argument("--dry-run", action="store_true", help="print each stage, its parameters and estimated cost; run nothing")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+def cmd_reproduce(args) -> int:
+    "Run (or describe) a reproduction from parsed arguments."
+    rec = reproduce(args.profile, args.out, args.sets, args.stages, dry_run=args.dry_run, progress=not args.quiet)
+    if not args.dry_run:
+        ran = sum(s["status"] in ("ran", "resumed") for s in rec["stages"])
+        done = f"report: {rec['out']}/REPORT.md" if any(s["name"] == "figures" for s in rec["stages"]) else f"results: {rec['out']}"
+        print(f"{done} ({ran} stages run, {len(rec['stages']) - ran} skipped)")
+    return 0
+
+# %% ../nbs/90_cli.ipynb #2f067da2
 def parser() -> argparse.ArgumentParser:
     "The `c2cc` argument parser."
     p = argparse.ArgumentParser(prog="c2cc", description="Course-correction of harmful generations: C2-Eval, C2-Syn, DPO and judges. "
                                 "Content warning: the data sets hold harmful text; for safety research.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{eval,synth,train,compare,judge}")
-    _eval_parser(sub); _synth_parser(sub); _train_parser(sub); _compare_parser(sub); _judge_parser(sub)
+    sub = p.add_subparsers(dest="command", required=True, metavar="{eval,synth,train,compare,judge,reproduce}")
+    _eval_parser(sub); _synth_parser(sub); _train_parser(sub); _compare_parser(sub); _judge_parser(sub); _reproduce_parser(sub)
     return p
 
 def main(argv: list[str] | None = None) -> int:
     "Console entry point: run a sub-command; user errors exit with status 2 and one line saying what to fix."
     args = parser().parse_args(argv)
-    try: return {"eval": cmd_eval, "synth": cmd_synth, "train": cmd_train, "compare": cmd_compare, "judge": cmd_judge}[args.command](args)
+    cmds = {"eval": cmd_eval, "synth": cmd_synth, "train": cmd_train, "compare": cmd_compare, "judge": cmd_judge, "reproduce": cmd_reproduce}
+    try: return cmds[args.command](args)
     except C2Error as e:
         print(f"c2cc {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -76,6 +76,11 @@ class TrainConfig(StageConfig):
         if not p.is_file(): raise ConfigError(f"no preference pairs at {p}: run `c2cc synth` first or give --pairs FILE")
         return p
 
+    @property
+    def model_folder(self) -> str:
+        "The folder of a finished run that `trained_model_path` picks: merged/ (LoRA merged), adapter/ or model/ (full)."
+        return "model" if self.method == "full" else "merged" if self.merge else "adapter"
+
 # %% ../nbs/30_dpo.ipynb #82c051f6
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
 

@@ -32,10 +32,10 @@ def run_c2cc():
     return c2cc
 
 
-def c2cc_killed_when(args, watch: Path, lines: int, timeout: float = 300) -> None:
+def c2cc_killed_when(args, watch: Path, lines: int, timeout: float = 300, env=None) -> None:
     "Start `c2cc args` and kill it (SIGKILL) once `watch` holds `lines` lines; fail if it finishes first."
     proc = subprocess.Popen([str(Path(sys.executable).parent/"c2cc"), *map(str, args)], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
         if watch.exists() and watch.read_text().count("\n") >= lines: break

@@ -1,0 +1,100 @@
+"""`c2cc reproduce`: the smoke profile end to end through papermill, killed during DPO and resumed; the paper
+profile's dry run; and the errors a user meets (conflicting folders, bad --set, a failing stage)."""
+import json, re, shutil, time
+
+import pytest
+
+from c2_course_correct.core import read_json, read_jsonl
+
+SECRET = "sk-test-7f3a9c2e4b1d8e6f"   # a fake key in the environment: no file of the run may contain it
+
+
+def test_smoke_reproduce_killed_during_dpo_resumes_and_reports(repo, run_c2cc, run_c2cc_killed, tmp_path):
+    profile = tmp_path/"my-smoke.yaml"                 # profiles are files a user copies and edits
+    shutil.copy(repo/"configs"/"smoke.yaml", profile)
+    out = (tmp_path/"run").resolve()
+    args = ["reproduce", "--profile", profile, "--out", out, "--quiet"]
+    started = time.time()
+    run_c2cc_killed(args, watch=out/"train"/"curves.jsonl", lines=1, timeout=900, env={"OPENAI_API_KEY": SECRET})
+    time.sleep(3)   # the killed run's kernel sees its parent gone and exits within a second
+    assert read_json(out/"reproduce.json")["stages"][2]["status"] == "running"
+    assert not (out/"train"/"stats.json").exists() and not (out/"REPORT.md").exists()
+
+    r = run_c2cc(*args, env={"OPENAI_API_KEY": SECRET}, timeout=900)
+    assert r.returncode == 0, r.stderr
+    assert "[1/5] eval-base: complete for this config, skipped" in r.stdout
+    assert "[2/5] synth: complete for this config, skipped" in r.stdout
+    assert "[3/5] train: resuming nbs/30_dpo.ipynb" in r.stdout and "[5/5] figures: running" in r.stdout
+    rec = read_json(out/"reproduce.json")
+    assert [(s["name"], s["status"]) for s in rec["stages"]] == [
+        ("eval-base", "skipped"), ("synth", "skipped"), ("train", "resumed"), ("eval-trained", "ran"), ("figures", "ran")]
+    assert rec["finished"] and all(s["seconds"] > 0 for s in rec["stages"])
+
+    # DPO resumed from its checkpoint: every step logged once, and the trained model is the one evaluated
+    assert [c["step"] for c in read_jsonl(out/"train"/"curves.jsonl")] == [1, 2]
+    assert read_json(out/"eval-trained"/"config.json")["model"] == str(out/"train"/"adapter")
+
+    # each executed notebook sits beside its results, with the parameters papermill injected
+    for name, nb in [("eval-base", "10_benchmark"), ("synth", "20_synthesis"), ("train", "30_dpo"), ("eval-trained", "10_benchmark")]:
+        cells = json.loads((out/name/f"{nb}.ipynb").read_text())["cells"]
+        injected = [c for c in cells if "injected-parameters" in c["metadata"].get("tags", [])]
+        assert len(injected) == 1 and str(out/name) in "".join(injected[0]["source"])
+
+    # every table and figure of the report exists and was written by this run
+    arts = read_json(out/"artifacts.json")
+    files = [f for a in arts["artifacts"] for f in a["files"]]
+    assert {p.split("/")[0] for p in files} == {"tables", "figures"}
+    report = (out/"REPORT.md").read_text()
+    for f in files:
+        assert (out/f).stat().st_mtime >= started, f
+        if f.endswith((".png", ".md")): assert f in report, f
+    figures = {f.rsplit(".", 1)[0] for f in files if f.startswith("figures/")}
+    tables = {f.rsplit(".", 1)[0] for f in files if f.startswith("tables/")}
+    assert all((out/f"{x}.png").exists() and (out/f"{x}.pdf").exists() for x in figures)
+    assert all((out/f"{x}.{e}").exists() for x in tables for e in ("md", "csv", "tex"))
+    assert {"tables/c2eval_models", "tables/before_after", "figures/dpo_training_curves"} <= figures | tables
+
+    # the secret in the environment appears in no file of the run
+    leaks = [p for p in out.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
+    assert not leaks, leaks
+
+
+def test_paper_dry_run_needs_no_gpu_and_writes_nothing(run_c2cc, tmp_path):
+    r = run_c2cc("reproduce", "--profile", "paper", "--out", tmp_path/"paper", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    blocks = re.findall(r"^\[(\d+)/14\] (\S+): nbs/(\S+) -> .*\n    parameters: (.*)\n    work: (.*)\n    estimate: (.*)$", r.stdout, re.M)
+    assert len(blocks) == 14 and [b[1] for b in blocks][-3:] == ["train", "eval-trained", "figures"]
+    params = {b[1]: json.loads(b[3]) for b in blocks}
+    assert params["train"]["overrides"] == {"pairs": str(tmp_path/"paper"/"synth")}
+    assert params["eval-trained"]["overrides"] == {"model": str(tmp_path/"paper"/"train"/"adapter")}
+    assert "750,000 pairs" in dict((b[1], b[4]) for b in blocks)["train"]
+    assert re.search(r"estimate: \d+\.\d h on cuda", r.stdout) and "to run: about" in r.stdout
+    assert not (tmp_path/"paper").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "eval.judge_api_key=sk-1"], "secrets are read from the environment"),
+    (["--set", "train.lora_rank=4"], "unknown DPO setting(s) ['lora_rank']"),
+    (["--set", "eval.n_items"], "write section.key=value"),
+    (["--stages", "eval", "figures"], "unknown stage(s) ['eval']"),
+    (["--profile", "no-such-profile"], "profile 'no-such-profile' not found"),
+])
+def test_reproduce_refuses_bad_options(run_c2cc, tmp_path, args, message):
+    r = run_c2cc("reproduce", "--out", tmp_path/"run", "--dry-run", *(args if "--profile" in args else ["--profile", "smoke", *args]))
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+
+
+def test_reproduce_refuses_a_folder_of_another_config(repo, run_c2cc, tmp_path):
+    shutil.copytree(repo/"outputs"/"default"/"eval-base", tmp_path/"run"/"eval-base")
+    r = run_c2cc("reproduce", "--profile", "smoke", "--out", tmp_path/"run", "--stages", "eval-base")
+    assert r.returncode == 2 and f"{tmp_path/'run'/'eval-base'} holds a eval-base run with another config" in r.stderr, r.stderr
+    assert "differs in ['k', 'max_new_tokens', 'n_items'" in r.stderr and not (tmp_path/"run"/"reproduce.json").exists()
+
+
+def test_a_failing_stage_names_its_notebook_and_cell(run_c2cc, tmp_path):
+    r = run_c2cc("reproduce", "--profile", "smoke", "--out", tmp_path/"run", "--stages", "train", "--quiet")
+    assert r.returncode == 2
+    assert re.search(r"stage train failed in nbs/30_dpo.ipynb, cell \d+: ConfigError: no preference pairs at", r.stderr), r.stderr
+    executed = tmp_path/"run"/"train"/"30_dpo.ipynb"
+    assert str(executed) in r.stderr and "no preference pairs" in executed.read_text()
+    assert read_json(tmp_path/"run"/"reproduce.json")["stages"][0]["status"] == "failed"
