@@ -17,8 +17,8 @@ from .models import load_model, load_tokenizer, resolve_model
 # %% auto #0
 __all__ = ['METHODS', 'PAIR_FIELDS', 'CURVE_KEYS', 'TrainConfig', 'read_pairs', 'diverging_token', 'usable_pairs', 'sample_pairs',
            'parting_window_collator', 'linear_module_names', 'check_target_modules', 'lora_config', 'trim_curves',
-           'plot_curves', 'model_card', 'latest_checkpoint', 'trained_model_path', 'train_dpo', 'compare_runs',
-           'paired_change', 'before_after_table', 'write_comparison']
+           'plot_curves', 'model_card', 'latest_checkpoint', 'trained_model_path', 'last_mean', 'train_dpo',
+           'compare_runs', 'paired_change', 'mean_words_to_correct', 'before_after_table', 'write_comparison']
 
 # %% ../nbs/30_dpo.ipynb #463bd1fe
 METHODS = ("lora", "full")
@@ -249,7 +249,8 @@ def trained_model_path(out: str | Path) -> Path:
         if (out/name/"README.md").exists(): return out/name
     raise ConfigError(f"{out} holds no finished training run (no adapter/, model/ or merged/ folder with a model card)")
 
-def _last_mean(rows: list[dict], key: str, n: int = 10) -> float | None:
+def last_mean(rows: list[dict], key: str, n: int = 10) -> float | None:
+    "Mean of `key` over the last `n` training-curve rows that have it (the run's final metrics)."
     v = [r[key] for r in rows[-n:] if r.get(key) is not None]
     return round(sum(v)/len(v), 4) if v else None
 
@@ -307,7 +308,7 @@ def train_dpo(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
                  seconds_per_step=round(seconds / max(1, trainer.state.global_step - (int(resume.name.split('-')[-1]) if resume else 0)), 2),
                  peak_memory_gib=round(peak, 2), peak_memory_kind="cuda allocated" if on_cuda else "process max RSS",
                  device=device, dtype=dtype, train_loss=round(result.training_loss, 4),
-                 final={k: _last_mean(curves, k) for k in ("loss", "reward_margin", "reward_accuracy")},
+                 final={k: last_mean(curves, k) for k in ("loss", "reward_margin", "reward_accuracy")},
                  data={k: v for k, v in data.items() if k != "lines"}, config=cfg.identity(), environment=environment_info())
     trained = trainer.model
     if cfg.method == "lora":
@@ -352,7 +353,8 @@ def paired_change(base_rows: list[dict], trained_rows: list[dict], ks: list[int]
                 resamples_above_zero=round(float((diff > 0).mean()), 4), n_items=len(items),
                 interval=f"95% paired percentile bootstrap over items, {n_boot} resamples, seed {seed}")
 
-def _mean_words(s: dict) -> float | None:
+def mean_words_to_correct(s: dict) -> float | None:
+    "Words to correct of a C2-Eval summary, averaged over every corrected path (None when none corrected)."
     n = s["words_to_correct_n"]; total = sum(n.values())
     if not total: return None
     return sum(s["words_to_correct"][k] * n[k] for k in n if n[k]) / total
@@ -367,7 +369,7 @@ def before_after_table(base: dict, trained: dict, change: dict | None = None, na
     a, b = base["corr_mean"], trained["corr_mean"]
     paired = f" [{change['ci95'][0]:+.3f}, {change['ci95'][1]:+.3f}] paired" if change else ""
     rows.append(f"| **Corr_mean** | {fmt(a, base['corr_mean_ci95'])} | {fmt(b, trained['corr_mean_ci95'])} | **{b - a:+.3f}**{paired} |")
-    wa, wb = _mean_words(base), _mean_words(trained)
+    wa, wb = mean_words_to_correct(base), mean_words_to_correct(trained)
     show = lambda w, s: "n/a (no correction)" if w is None else f"{w:.1f} (n={sum(s['words_to_correct_n'].values())})"
     rows.append(f"| words to correct | {show(wa, base)} | {show(wb, trained)} | "
                 + (f"{wb - wa:+.1f}" if wa is not None and wb is not None else "n/a") + " |")
@@ -387,5 +389,5 @@ def write_comparison(base: str | Path, trained: str | Path, out: str | Path) -> 
     write_json(Path(out).with_suffix(".json"), dict(base=str(base), trained=str(trained),
                corr_mean=[a["corr_mean"], b["corr_mean"]], corr_mean_ci95=[a["corr_mean_ci95"], b["corr_mean_ci95"]],
                corr_at_k={k: [a["corr_at_k"][k], b["corr_at_k"][k]] for k in a["corr_at_k"]},
-               words_to_correct=[_mean_words(a), _mean_words(b)], corr_mean_change=change))
+               words_to_correct=[mean_words_to_correct(a), mean_words_to_correct(b)], corr_mean_change=change))
     return table

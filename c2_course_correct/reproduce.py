@@ -14,12 +14,13 @@ from .core import (C2Error, ConfigError, StageConfig, environment_info, load_pro
 from .benchmark import EvalConfig
 from .synthesis import SynthConfig
 from .dpo import TrainConfig
+from .figures import model_size
 
 # %% auto #0
-__all__ = ['SECRET_NAME', 'STAGE_KINDS', 'FLOP_RATES', 'LOAD_SECONDS', 'KNOWN_SIZES', 'apply_sets', 'resolve_profile', 'Stage',
-           'repo_root', 'portable', 'model_slug', 'plan_stages', 'executed_ok', 'stage_status', 'check_no_conflicts',
-           'model_params', 'stage_work', 'plan_device', 'estimate_seconds', 'dry_run_text', 'StageFailed',
-           'secret_values', 'scrub_secrets', 'run_stage', 'write_profile', 'reproduce']
+__all__ = ['SECRET_NAME', 'STAGE_KINDS', 'FLOP_RATES', 'LOAD_SECONDS', 'apply_sets', 'resolve_profile', 'Stage', 'repo_root',
+           'portable', 'model_slug', 'plan_stages', 'executed_ok', 'stage_status', 'check_no_conflicts', 'model_params',
+           'stage_work', 'plan_device', 'estimate_seconds', 'dry_run_text', 'StageFailed', 'secret_values',
+           'scrub_secrets', 'run_stage', 'earlier_attempts', 'write_profile', 'reproduce']
 
 # %% ../nbs/60_reproduce.ipynb #44261bab
 SECRET_NAME = re.compile(r"(api_?key|token|secret|password)", re.I)
@@ -146,15 +147,13 @@ FLOP_RATES = {  # effective FLOP/s per kind of stage
     "cuda": dict(eval=1.0e14, synth=5.0e13, train=3.5e14),   # assumed: one H100, bf16
 }
 LOAD_SECONDS = {"cpu": 20, "cuda": 120}   # model load per stage (the default GGUF's dequantization; a 7B from disk)
-KNOWN_SIZES = {"default": 135e6}
 
 def model_params(model: str) -> float | None:
-    "Parameter count of a model from its name (`Qwen2-7B` -> 7e9), an adapter's base, or a known default; None when unknown."
-    if model in KNOWN_SIZES: return KNOWN_SIZES[model]
+    "Parameter count of a model from its name (`Qwen2-7B` -> 7e9, see `figures.model_size`) or an adapter's base; None when unknown."
     cfg = Path(model)/"adapter_config.json"
     if cfg.exists(): return model_params(json.loads(cfg.read_text()).get("base_model_name_or_path", ""))
-    m = re.search(r"(?<![\d.])(\d+(?:\.\d+)?)\s*([bm])(?![a-z])", Path(model).name.lower())
-    return float(m.group(1)) * (1e9 if m.group(2) == "b" else 1e6) if m else None
+    size = model_size(model)
+    return size[0] * 1e9 if size else None
 
 def stage_work(s: Stage, profile: dict) -> dict:
     "What a stage computes: a description, generated and trained tokens (None when unknown before it runs), and its model."
@@ -290,6 +289,16 @@ class _RunLock:
         return self
     def __exit__(self, *exc): self.f.close()
 
+def earlier_attempts(prev: dict, folder: Path) -> list[float]:
+    "Seconds of a stage's earlier attempts: those recorded, plus an unfinished one (until it failed, or until the last file it wrote when killed)."
+    done = list(prev.get("attempts") or [])
+    if prev.get("status") in ("running", "failed") and prev.get("started"):
+        start = datetime.fromisoformat(prev["started"]).timestamp()
+        end = (datetime.fromisoformat(prev["finished"]).timestamp() if prev.get("finished")
+               else max((p.stat().st_mtime for p in folder.rglob("*") if p.is_file()), default=start))
+        done.append(round(max(0.0, end - start), 1))
+    return done
+
 def write_profile(profile: dict, path: Path, sets: list[str]) -> None:
     "Save the resolved profile that the stage notebooks read, with where it came from."
     import yaml
@@ -326,12 +335,14 @@ def reproduce(profile: str | Path, out: str | Path | None = None, sets: list[str
                 log(f"[{i}/{len(plan)}] {s.name}: complete for this config, skipped")
                 continue
             resumed = stage_status(s) == "partial"
+            earlier = earlier_attempts(old.get(s.name, {}), s.folder) if resumed else []
             log(f"[{i}/{len(plan)}] {s.name}: {'resuming' if resumed else 'running'} nbs/{s.notebook.name} -> {portable(s.executed)}")
-            entry.update(status="running", started=_now()); write_json(rec_file, record)
+            entry.update(status="running", started=_now(), attempts=earlier); write_json(rec_file, record)
             try: seconds = run_stage(s, progress)
             except StageFailed:
                 entry.update(status="failed", finished=_now()); write_json(rec_file, record); raise
-            entry.update(status="resumed" if resumed else "ran", seconds=round(seconds, 1), finished=_now())
+            entry.update(status="resumed" if resumed else "ran", seconds=round(sum(earlier) + seconds, 1), finished=_now(),
+                         attempts=earlier + [round(seconds, 1)])
             write_json(rec_file, record)
             log(f"[{i}/{len(plan)}] {s.name}: done in {_duration(seconds)}")
         record["finished"] = _now()

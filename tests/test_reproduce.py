@@ -29,6 +29,8 @@ def test_smoke_reproduce_killed_during_dpo_resumes_and_reports(repo, run_c2cc, r
     assert [(s["name"], s["status"]) for s in rec["stages"]] == [
         ("eval-base", "skipped"), ("synth", "skipped"), ("train", "resumed"), ("eval-trained", "ran"), ("figures", "ran")]
     assert rec["finished"] and all(s["seconds"] > 0 for s in rec["stages"])
+    train = rec["stages"][2]   # the killed attempt counts too
+    assert len(train["attempts"]) == 2 and train["seconds"] == round(sum(train["attempts"]), 1) and min(train["attempts"]) > 0
 
     # DPO resumed from its checkpoint: every step logged once, and the trained model is the one evaluated
     assert [c["step"] for c in read_jsonl(out/"train"/"curves.jsonl")] == [1, 2]

@@ -1,0 +1,104 @@
+"""The figures stage draws every table and figure and writes REPORT.md from a run's result files only: from the
+committed default run, from a run of C2-Eval alone, and refusing input it cannot read with a message that says why."""
+import csv, hashlib, json, re, shutil
+
+import pytest
+
+from c2_course_correct.core import C2Error, DataError, read_json
+from c2_course_correct.figures import make_report
+
+TABLES = ["c2eval_models", "before_after", "case_studies", "c2syn_drops", "c2syn_responses"]
+FIGURES = ["corr_at_k", "course_correction_example", "c2syn_ranked_responses", "c2syn_cut_positions", "dpo_training_curves"]
+
+
+@pytest.fixture(scope="module")
+def default_report(repo, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    return make_report(repo/"outputs"/"default", out), out
+
+
+def csv_rows(path, key):
+    with open(path, newline="") as f: return {r[key]: r for r in csv.DictReader(f)}
+
+
+def test_default_run_gives_every_table_and_figure(default_report):
+    _, out = default_report
+    for name in TABLES:
+        for ext in ("md", "csv", "tex"): assert (out/"tables"/f"{name}.{ext}").stat().st_size > 0, f"{name}.{ext}"
+    for name in FIGURES:
+        assert (out/"figures"/f"{name}.png").read_bytes().startswith(b"\x89PNG")
+        pdf = (out/"figures"/f"{name}.pdf").read_bytes()
+        assert pdf.startswith(b"%PDF") and b"/Subtype /Image" not in pdf, f"{name}.pdf is not purely vector"
+    provenance = read_json(out/"artifacts.json")
+    assert {a["name"] for a in provenance["artifacts"]} == set(TABLES + FIGURES)
+    assert list(provenance["not_produced"]) == ["corr_mean_by_size"]   # the default run evaluates one model size
+
+
+def test_csv_numbers_are_the_summaries(repo, default_report):
+    _, out = default_report
+    run = repo/"outputs"/"default"
+    models = csv_rows(out/"tables"/"c2eval_models.csv", "run")
+    assert set(models) == {"eval-base", "eval-trained"}
+    for name, row in models.items():
+        s = read_json(run/name/"summary.json")
+        assert [float(row[f"Corr@{k}"]) for k in s["corr_at_k"]] == list(s["corr_at_k"].values())
+        assert float(row["Corr_mean"]) == s["corr_mean"]
+        assert [float(row["Corr_mean 95% CI low"]), float(row["Corr_mean 95% CI high"])] == s["corr_mean_ci95"]
+        assert int(row["items"]) == s["n_items"] and int(row["samples"]) == s["samples"]
+    before_after = csv_rows(out/"tables"/"before_after.csv", "metric")["Corr_mean"]
+    committed = read_json(run/"before-after.json")   # the DPO stage's own comparison of the same two runs
+    assert [float(before_after["base"]), float(before_after["trained"])] == committed["corr_mean"]
+    assert float(before_after["change"]) == committed["corr_mean_change"]["change"]
+    assert [float(before_after["change 95% CI (paired) low"]), float(before_after["change 95% CI (paired) high"])] == committed["corr_mean_change"]["ci95"]
+    drops = list(csv.DictReader(open(out/"tables"/"c2syn_drops.csv")))
+    stats = read_json(run/"synth"/"stats.json")
+    assert {r["step"]: int(r["requests"]) for r in drops}["preference pairs"] == stats["pairs"]
+
+
+def test_report_names_each_file_and_each_exists(default_report):
+    report, out = default_report
+    text = report.read_text()
+    provenance = read_json(out/"artifacts.json")
+    linked = set(re.findall(r"\]\(([^)]+)\)", text))
+    produced = {f for a in provenance["artifacts"] for f in a["files"]}
+    assert linked == produced and all((out/f).is_file() for f in linked)
+    for f, record in provenance["files"].items():
+        assert hashlib.sha256((out/f).read_bytes()).hexdigest() == record["sha256"] and (out/f).stat().st_size == record["bytes"]
+    assert set(provenance["files"]) == produced | {"REPORT.md"}
+    headline = text.split("## Headline")[1].split("\n## ")[0]
+    assert "0.006 [0.001, 0.014] (base) to 0.039 [0.021, 0.061] (trained)" in headline
+    for section in ("## The paper's tables and figures", "## Configuration", "## Environment", "## Timings", "## Not produced"):
+        assert section in text
+    assert "Jailbreak attack success" in text and "`40_safety`" in text
+
+
+def test_run_of_c2eval_alone_reports_the_rest_as_not_produced(repo, tmp_path):
+    run = tmp_path/"eval-only"
+    shutil.copytree(repo/"outputs"/"default"/"eval-base", run/"eval-base")
+    report = make_report(run)                       # out defaults to the run folder
+    assert report == run/"REPORT.md"
+    for ext in ("md", "csv", "tex"): assert (run/"tables"/f"c2eval_models.{ext}").exists()
+    assert (run/"figures"/"corr_at_k.pdf").exists()
+    missing = read_json(run/"artifacts.json")["not_produced"]
+    for name in ("c2syn_ranked_responses", "c2syn_cut_positions", "c2syn_drops", "c2syn_responses"):
+        assert "synth/" in missing[name] and "not run" in missing[name], missing[name]
+    assert "train/curves.jsonl" in missing["dpo_training_curves"]
+    assert "eval-trained/summary.json" in missing["before_after"] and "eval-trained" in missing["case_studies"]
+    text = report.read_text()
+    assert all(f"**{name}**" in text for name in missing)
+    assert not (run/"tables"/"before_after.md").exists() and not (run/"figures"/"dpo_training_curves.png").exists()
+
+
+def test_empty_folder_is_refused_naming_it(tmp_path):
+    with pytest.raises(C2Error, match=re.escape(str(tmp_path))) as e: make_report(tmp_path)
+    assert "eval-*/summary.json" in str(e.value)
+
+
+def test_summary_without_corr_at_k_is_refused_naming_the_file(repo, tmp_path):
+    shutil.copytree(repo/"outputs"/"default"/"eval-base", tmp_path/"eval-base")
+    summary = read_json(tmp_path/"eval-base"/"summary.json")
+    del summary["corr_at_k"]
+    (tmp_path/"eval-base"/"summary.json").write_text(json.dumps(summary))
+    with pytest.raises(DataError, match="corr_at_k") as e: make_report(tmp_path, tmp_path/"report")
+    assert e.value.path == str(tmp_path/"eval-base"/"summary.json")
+    assert not (tmp_path/"report"/"REPORT.md").exists()
