@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from .core import (C2_EVAL, OPENERS, ConfigError, StageConfig, DataError, append_jsonl, derive_seed, environment_info,
-                                    read_jsonl, write_json)
+                                    read_json, read_jsonl, write_json)
 from .data import HarmfulPair, eval_items, load_pairs
 from .generate import Backend, GenerationRequest, SamplingConfig, make_backend
 from .judge import Judge, correction_onset, judge_description, make_judge
@@ -144,6 +144,8 @@ def run_c2_eval(cfg: EvalConfig, out: str | Path, backend: Backend | None = None
     pending: dict[tuple, list[dict]] = {}
     for p in paths:
         if path_key(p) not in done: pending.setdefault((p["item_id"], p["k"]), []).append(p)
+    if not pending and (out/"summary.json").exists():   # finished: keep the summary (and timings) of the run that made it
+        return read_json(out/"summary.json")
     judge = judge or make_judge(cfg.judge, model=cfg.judge_model, base_url=cfg.judge_base_url)
     t_gen = t_judge = 0.0; generated = 0
     if pending:

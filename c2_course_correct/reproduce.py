@@ -321,17 +321,21 @@ def reproduce(profile: str | Path, out: str | Path | None = None, sets: list[str
         write_profile(prof, out/"profile.yaml", sets)
         rec_file = out/"reproduce.json"
         old = {e["name"]: e for e in (read_json(rec_file)["stages"] if rec_file.exists() else [])}
+        order = [x.name for x in plan_stages(prof, out)]
+        # stages left out by --stages keep their earlier entries, so the record always covers the whole run
+        kept = [old[n] for n in order if n in old and n not in {x.name for x in plan}]
         record = dict(profile=str(profile), sets=sets, out=portable(out), started=_now(), finished=None,
                       command="c2cc reproduce " + " ".join([f"--profile {profile}"] + [f"--set {x}" for x in sets]
                                                            + ([f"--stages {' '.join(stages)}"] if stages else [])),
-                      stages=[], environment=environment_info())
+                      stages=kept, environment=environment_info())
         for i, s in enumerate(plan, 1):
             entry = dict(name=s.name, notebook=f"nbs/{s.notebook.name}", executed=str(s.executed.relative_to(out)),
                          parameters=s.parameters, status="pending", seconds=None, started=None, finished=None)
             record["stages"].append(entry)
+            record["stages"].sort(key=lambda e: order.index(e["name"]))
             if s.kind != "figures" and stage_status(s) == "complete":
                 prev = old.get(s.name, {})
-                entry.update(status="skipped", seconds=prev.get("seconds"), started=prev.get("started"), finished=prev.get("finished"))
+                entry.update(status="skipped", **{k: prev.get(k) for k in ("seconds", "attempts", "started", "finished")})
                 log(f"[{i}/{len(plan)}] {s.name}: complete for this config, skipped")
                 continue
             resumed = stage_status(s) == "partial"

@@ -1,5 +1,5 @@
 """The repository is consistent: the library is what the notebooks export, the README is index.ipynb."""
-import shutil, subprocess, sys
+import re, shutil, subprocess, sys
 from pathlib import Path
 
 from c2_course_correct.core import notebook_markdown
@@ -12,8 +12,16 @@ def test_readme_is_index_notebook(repo):
 def test_readme_gives_two_setup_commands_and_content_warning(repo):
     text = (repo/"README.md").read_text()
     assert text.index("Content warning") < text.index("## Two commands")
-    assert "make eval" in text and "make test" in text and "safety research" in text
+    assert "make reproduce" in text and "make test" in text and "safety research" in text
     assert "make test" in (repo/".ci"/"run").read_text()
+    recipe = re.search(r"^reproduce:.*\n\t(.+)$", (repo/"Makefile").read_text(), re.M).group(1)
+    assert recipe == "$(BIN)/c2cc reproduce --profile default --out $(OUT)"
+
+
+def test_readme_shows_the_committed_headline_table_and_figure(repo):
+    text = (repo/"README.md").read_text()
+    assert (repo/"outputs"/"default"/"tables"/"before_after.md").read_text().strip() in text, "copy the table into nbs/index.ipynb"
+    for image in re.findall(r"!\[[^]]*\]\(([^)]+)\)", text): assert (repo/image).exists(), image
 
 
 def test_library_is_exported_from_notebooks(repo, tmp_path):
