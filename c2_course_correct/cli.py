@@ -221,9 +221,10 @@ def cmd_reproduce(args) -> int:
     "Run (or describe) a reproduction from parsed arguments."
     rec = reproduce(args.profile, args.out, args.sets, args.stages, dry_run=args.dry_run, progress=not args.quiet)
     if not args.dry_run:
-        ran = sum(s["status"] in ("ran", "resumed") for s in rec["stages"])
-        done = f"report: {rec['out']}/REPORT.md" if any(s["name"] == "figures" for s in rec["stages"]) else f"results: {rec['out']}"
-        print(f"{done} ({ran} stages run, {len(rec['stages']) - ran} skipped)")
+        this = rec["invocations"][-1]
+        done = f"report: {rec['out']}/REPORT.md" if "figures" in this["ran"] else f"results: {rec['out']}"
+        n = len(this["ran"])
+        print(f"{done} ({n} stage{'s' if n != 1 else ''} run, {len(this['skipped'])} skipped)")
     return 0
 
 # %% ../nbs/90_cli.ipynb #2f067da2

@@ -17,10 +17,10 @@ from .dpo import TrainConfig
 from .figures import model_size
 
 # %% auto #0
-__all__ = ['SECRET_NAME', 'STAGE_KINDS', 'FLOP_RATES', 'LOAD_SECONDS', 'apply_sets', 'resolve_profile', 'Stage', 'repo_root',
-           'portable', 'model_slug', 'plan_stages', 'executed_ok', 'stage_status', 'check_no_conflicts', 'model_params',
-           'stage_work', 'plan_device', 'estimate_seconds', 'dry_run_text', 'StageFailed', 'secret_values',
-           'scrub_secrets', 'run_stage', 'earlier_attempts', 'write_profile', 'reproduce']
+__all__ = ['SECRET_NAME', 'STAGE_KINDS', 'FLOP_RATES', 'LOAD_SECONDS', 'GPU_MEMORY', 'apply_sets', 'resolve_profile', 'Stage',
+           'repo_root', 'portable', 'model_slug', 'plan_stages', 'executed_ok', 'stage_status', 'check_no_conflicts',
+           'model_params', 'stage_work', 'plan_device', 'estimate_seconds', 'dry_run_text', 'StageFailed',
+           'secret_values', 'scrub_secrets', 'run_stage', 'earlier_attempts', 'write_profile', 'reproduce']
 
 # %% ../nbs/60_reproduce.ipynb #44261bab
 SECRET_NAME = re.compile(r"(api_?key|token|secret|password)", re.I)
@@ -203,6 +203,13 @@ def _duration(seconds: float | None) -> str:
     if seconds is None: return "unknown"
     return f"{seconds/3600:.1f} h" if seconds >= 5400 else f"{seconds/60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
+GPU_MEMORY = 80e9   # bytes of one H100, the card the GPU rates assume
+
+def _memory_note(work: dict, dev: str) -> str:
+    n = model_params(work["model"]) if work["model"] else None
+    if dev != "cuda" or not n or 2 * n < GPU_MEMORY: return ""
+    return f"; its bf16 weights alone take {2 * n / 1e9:.0f} GB: more than one 80 GB GPU (tensor parallel)"
+
 def dry_run_text(stages: list[Stage], profile: dict) -> str:
     "The plan as text: each stage, its status, parameters and estimated cost, then the total still to run."
     lines, todo, unknown = [], 0.0, False
@@ -217,7 +224,7 @@ def dry_run_text(stages: list[Stage], profile: dict) -> str:
                   f"    parameters: {json.dumps(s.parameters)}",
                   f"    work: {work['what']}" + (f", model {work['model']}" if work["model"] else ""),
                   f"    estimate: {_duration(secs)}" + (f" on {dev}" if secs is not None else " (model size or work unknown)")
-                  + (" (done: skipped)" if status == "complete" else "")]
+                  + (" (done: skipped)" if status == "complete" else "") + _memory_note(work, dev)]
     lines.append(f"to run: about {_duration(todo)}" + (", plus stages of unknown cost" if unknown else "")
                  + " (estimates; see nbs/60_reproduce.ipynb for the rates)")
     return "\n".join(lines)
@@ -302,7 +309,7 @@ def earlier_attempts(prev: dict, folder: Path) -> list[float]:
 def write_profile(profile: dict, path: Path, sets: list[str]) -> None:
     "Save the resolved profile that the stage notebooks read, with where it came from."
     import yaml
-    head = f"# resolved from {profile['_path']}" + (f" with --set {' '.join(sets)}" if sets else "") + "\n"
+    head = f"# resolved from {portable(Path(profile['_path']))}" + (f" with --set {' '.join(sets)}" if sets else "") + "\n"
     path.write_text(head + yaml.safe_dump({k: v for k, v in profile.items() if k != "_path"}, sort_keys=False))
 
 def reproduce(profile: str | Path, out: str | Path | None = None, sets: list[str] = (), stages: list[str] | None = None,
@@ -324,10 +331,12 @@ def reproduce(profile: str | Path, out: str | Path | None = None, sets: list[str
         order = [x.name for x in plan_stages(prof, out)]
         # stages left out by --stages keep their earlier entries, so the record always covers the whole run
         kept = [old[n] for n in order if n in old and n not in {x.name for x in plan}]
-        record = dict(profile=str(profile), sets=sets, out=portable(out), started=_now(), finished=None,
-                      command="c2cc reproduce " + " ".join([f"--profile {profile}"] + [f"--set {x}" for x in sets]
-                                                           + ([f"--stages {' '.join(stages)}"] if stages else [])),
-                      stages=kept, environment=environment_info())
+        this = dict(command="c2cc reproduce " + " ".join([f"--profile {profile}"] + [f"--set {x}" for x in sets]
+                                                         + ([f"--stages {' '.join(stages)}"] if stages else [])),
+                    started=_now(), finished=None, ran=[], skipped=[])
+        history = read_json(rec_file).get("invocations", []) if rec_file.exists() else []
+        record = dict(profile=str(profile), sets=sets, out=portable(out), stages=kept, invocations=history + [this],
+                      environment=environment_info())
         for i, s in enumerate(plan, 1):
             entry = dict(name=s.name, notebook=f"nbs/{s.notebook.name}", executed=str(s.executed.relative_to(out)),
                          parameters=s.parameters, status="pending", seconds=None, started=None, finished=None)
@@ -336,6 +345,7 @@ def reproduce(profile: str | Path, out: str | Path | None = None, sets: list[str
             if s.kind != "figures" and stage_status(s) == "complete":
                 prev = old.get(s.name, {})
                 entry.update(status="skipped", **{k: prev.get(k) for k in ("seconds", "attempts", "started", "finished")})
+                this["skipped"].append(s.name)
                 log(f"[{i}/{len(plan)}] {s.name}: complete for this config, skipped")
                 continue
             resumed = stage_status(s) == "partial"
@@ -347,8 +357,9 @@ def reproduce(profile: str | Path, out: str | Path | None = None, sets: list[str
                 entry.update(status="failed", finished=_now()); write_json(rec_file, record); raise
             entry.update(status="resumed" if resumed else "ran", seconds=round(sum(earlier) + seconds, 1), finished=_now(),
                          attempts=earlier + [round(seconds, 1)])
+            this["ran"].append(s.name)
             write_json(rec_file, record)
             log(f"[{i}/{len(plan)}] {s.name}: done in {_duration(seconds)}")
-        record["finished"] = _now()
+        this["finished"] = _now()
         write_json(rec_file, record)
     return record

@@ -28,7 +28,9 @@ def test_smoke_reproduce_killed_during_dpo_resumes_and_reports(repo, run_c2cc, r
     rec = read_json(out/"reproduce.json")
     assert [(s["name"], s["status"]) for s in rec["stages"]] == [
         ("eval-base", "skipped"), ("synth", "skipped"), ("train", "resumed"), ("eval-trained", "ran"), ("figures", "ran")]
-    assert rec["finished"] and all(s["seconds"] > 0 for s in rec["stages"])
+    assert [(x["ran"], x["skipped"], bool(x["finished"])) for x in rec["invocations"]] == [
+        (["eval-base", "synth"], [], False), (["train", "eval-trained", "figures"], ["eval-base", "synth"], True)]
+    assert all(s["seconds"] > 0 for s in rec["stages"]) and "(3 stages run, 2 skipped)" in r.stdout
     train = rec["stages"][2]   # the killed attempt counts too
     assert len(train["attempts"]) == 2 and train["seconds"] == round(sum(train["attempts"]), 1) and min(train["attempts"]) > 0
 
