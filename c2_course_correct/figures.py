@@ -27,8 +27,8 @@ __all__ = ['EVAL_KEYS', 'SYNTH_KEYS', 'CURVE_FIELDS', 'PATH_FIELDS', 'RESPONSE_F
            'segment_words', 'build_c2syn_ranked_responses', 'build_c2syn_cut_positions', 'c2syn_drop_rows',
            'build_c2syn_drops', 'build_c2syn_responses', 'build_dpo_training_curves', 'before_after_rows',
            'build_before_after', 'case_study_picks', 'build_case_studies', 'build_all', 'display_path', 'profile_name',
-           'stage_configs', 'environment_rows', 'timing_rows', 'write_report', 'file_record', 'write_provenance',
-           'make_report']
+           'stage_configs', 'environment_rows', 'timing_rows', 'invocation_rows', 'write_report', 'file_record',
+           'write_provenance', 'make_report']
 
 # %% ../nbs/50_figures.ipynb #35a26f00
 EVAL_KEYS = ("corr_at_k", "ci95_at_k", "corr_mean", "corr_mean_ci95", "n_items", "samples", "model", "judge", "config")
@@ -664,7 +664,9 @@ def environment_rows(res: RunResults) -> list[dict]:
 def timing_rows(res: RunResults) -> list[dict]:
     "Seconds per stage: the orchestrator's record when there is one, else what each stage recorded itself; a total last."
     if res.reproduce:
-        rows = [{"stage": s.get("name"), "status": s.get("status"), "seconds": s.get("seconds"), "executed notebook": s.get("executed")}
+        rows = [{"stage": s.get("name"), "status": "running (this report)" if s.get("name") == "figures" and s.get("status") == "running"
+                 else s.get("status"), "seconds": s.get("seconds"),
+                 "attempts": " + ".join(map(str, s.get("attempts") or [])) or None, "executed notebook": s.get("executed")}
                 for s in res.reproduce.get("stages", [])]
     else:
         rows = []
@@ -680,6 +682,17 @@ def timing_rows(res: RunResults) -> list[dict]:
                          f"{res.train.get('seconds_per_step')} s a step, peak memory {res.train.get('peak_memory_gib')} GiB"})
     known = [r["seconds"] for r in rows if isinstance(r.get("seconds"), (int, float))]
     return rows + [{"stage": "total", "seconds": round(sum(known), 1)}] if rows else rows
+
+def invocation_rows(res: RunResults) -> list[dict]:
+    "Each `c2cc reproduce` command run in the folder: when, its wall time, and which stages it ran or skipped."
+    rows, calls = [], (res.reproduce or {}).get("invocations", [])
+    for i, x in enumerate(calls, 1):
+        wall = (datetime.fromisoformat(x["finished"]) - datetime.fromisoformat(x["started"])).total_seconds() if x.get("finished") else None
+        # the last command is the one running this report when the report is built as its figures stage
+        unfinished = "in progress (this report)" if i == len(calls) else "did not finish"
+        rows.append({"command": x.get("command"), "started": x.get("started"), "wall seconds": wall if wall is not None else unfinished,
+                     "ran": ", ".join(x.get("ran", [])) or None, "skipped": ", ".join(x.get("skipped", [])) or None})
+    return rows
 
 def _judge_note(res: RunResults) -> str:
     "Which judge labelled this run's continuations, against the paper's GPT-4o."
@@ -730,8 +743,11 @@ def write_report(run: str | Path | None, out: str | Path, artifacts: list[Artifa
     text += ["## Environment", "", markdown_table(env) if env else "No stage recorded its environment.", "",
              f"Figures drawn with matplotlib {package_version('matplotlib')} and seaborn {package_version('seaborn')}.", ""]
     times = timing_rows(res)
-    text += ["## Timings", "", markdown_table(times) if times else "No stage recorded its timings.", "",
-             "Provenance: artifacts.json lists every file written, with its SHA-256, size and time.", ""]
+    text += ["## Timings", "", markdown_table(times) if times else "No stage recorded its timings.", ""]
+    calls = invocation_rows(res)
+    if calls: text += ["Commands run in this folder (a stage's seconds sum its attempts; a killed attempt counts until its last write):",
+                       "", markdown_table(calls), ""]
+    text += ["Provenance: artifacts.json lists every file written, with its SHA-256, size and time.", ""]
     path = out/"REPORT.md"
     path.write_text("\n".join(text), encoding="utf-8")
     return path

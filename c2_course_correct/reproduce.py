@@ -344,7 +344,7 @@ def reproduce(profile: str | Path, out: str | Path | None = None, sets: list[str
             record["stages"].sort(key=lambda e: order.index(e["name"]))
             if s.kind != "figures" and stage_status(s) == "complete":
                 prev = old.get(s.name, {})
-                entry.update(status="skipped", **{k: prev.get(k) for k in ("seconds", "attempts", "started", "finished")})
+                entry.update({k: prev.get(k) for k in ("seconds", "attempts", "started", "finished")}, status=prev.get("status", "complete"))
                 this["skipped"].append(s.name)
                 log(f"[{i}/{len(plan)}] {s.name}: complete for this config, skipped")
                 continue

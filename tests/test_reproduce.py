@@ -27,7 +27,7 @@ def test_smoke_reproduce_killed_during_dpo_resumes_and_reports(repo, run_c2cc, r
     assert "[3/5] train: resuming nbs/30_dpo.ipynb" in r.stdout and "[5/5] figures: running" in r.stdout
     rec = read_json(out/"reproduce.json")
     assert [(s["name"], s["status"]) for s in rec["stages"]] == [
-        ("eval-base", "skipped"), ("synth", "skipped"), ("train", "resumed"), ("eval-trained", "ran"), ("figures", "ran")]
+        ("eval-base", "ran"), ("synth", "ran"), ("train", "resumed"), ("eval-trained", "ran"), ("figures", "ran")]
     assert [(x["ran"], x["skipped"], bool(x["finished"])) for x in rec["invocations"]] == [
         (["eval-base", "synth"], [], False), (["train", "eval-trained", "figures"], ["eval-base", "synth"], True)]
     assert all(s["seconds"] > 0 for s in rec["stages"]) and "(3 stages run, 2 skipped)" in r.stdout
