@@ -233,10 +233,10 @@ class StageConfig:
         return {}
 
     @classmethod
-    def from_profile(cls, profile: str | Path, **overrides):
-        "The stage's section of a profile, over `profile_defaults`, with `overrides` applied."
-        prof = load_profile(profile)
-        if cls.SECTION not in prof: raise ConfigError(f"profile {prof['_path']} has no {cls.SECTION!r} section")
+    def from_profile(cls, profile: str | Path | dict, **overrides):
+        "The stage's section of a profile (a name, a path, or a profile already loaded), over `profile_defaults`, with `overrides` applied."
+        prof = profile if isinstance(profile, dict) else load_profile(profile)
+        if cls.SECTION not in prof: raise ConfigError(f"profile {prof.get('_path', 'given')} has no {cls.SECTION!r} section")
         return cls.from_dict({**cls.profile_defaults(prof), **prof[cls.SECTION], **overrides})
 
     def require_whole(self, names: tuple[str, ...], minimum: int = 1, nullable: bool = False) -> None:

@@ -92,9 +92,8 @@ def plan_stages(profile: dict, out: str | Path, only: list[str] | None = None) -
     out = Path(out).resolve()
     prof_file = out/"profile.yaml"
     def stage(name, kind, overrides={}):
-        cls = STAGE_KINDS[kind][1]
         params = dict(profile=portable(prof_file), out=portable(out/name), overrides=dict(overrides))
-        return Stage(name, kind, out/name, params, cls.from_dict({**cls.profile_defaults(profile), **profile[cls.SECTION], **overrides}))
+        return Stage(name, kind, out/name, params, STAGE_KINDS[kind][1].from_profile(profile, **overrides))
     stages = []
     if "eval" in profile:
         stages.append(stage("eval-base", "eval"))
