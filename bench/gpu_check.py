@@ -1,15 +1,19 @@
-"""Check the CUDA path in one short run: bf16 generation, C2-Eval, C2-Syn and a few DPO steps (`train_dpo`: TRL + LoRA).
+"""Check the CUDA path in one short run: bf16 generation, C2-Eval, C2-Syn, a few DPO steps (`train_dpo`: TRL + LoRA)
+and, when vLLM is installed, C2-Eval through the `vllm` backend with the trained adapter served as LoRA.
 
     python bench/gpu_check.py --model DIR --data FILE --out RESULTS.json [--random-init]
 
 Meant for a lent GPU machine with a few minutes: every check runs even if an earlier one failed, and the
-results (timings, device, versions, errors) go to one JSON file. `--random-init` builds the model from its
+results (timings, device, versions, errors) go to one JSON file. The vLLM check compares its decoding rate with
+the card's memory-bandwidth bound for the model size (batch x bandwidth / bf16 weight bytes, see bench/cost_model.py). `--random-init` builds the model from its
 config with random weights (for machines that cannot receive the real weights); the speed and the code path
 are then real, the text is not.
 """
 from __future__ import annotations
 import argparse, json, sys, tempfile, time, traceback
 from pathlib import Path
+
+BANDWIDTH = {"H100": 3.35e12, "H200": 4.8e12, "A100": 2.0e12, "L40S": 0.864e12}   # bytes/s, the cards' datasheets
 
 
 def check(results: dict, name: str):
@@ -92,6 +96,34 @@ def main() -> None:
         return dict(steps=st["steps"], seconds_per_step=st["seconds_per_step"], dtype=st["dtype"],
                     gradient_checkpointing=True, peak_memory_gb=st["peak_memory_gib"], final=st["final"],
                     trained_eval_corr_mean=sm["corr_mean"])
+
+    @check(results, "vllm_c2_eval")
+    def _():
+        from c2_course_correct.benchmark import EvalConfig, run_c2_eval
+        from c2_course_correct.generate import VLLMBackend
+        name = torch.cuda.get_device_name(0)
+        bandwidth = next((bw for key, bw in BANDWIDTH.items() if key in name), None)
+        backend = VLLMBackend(model_dir, batch_size=256, gpu_memory_utilization=0.6)
+        cfg = EvalConfig.from_profile("smoke", model=model_dir, data=args.data, n_items=20, samples=2, backend="vllm",
+                                      k=[10, 20, 30, 40, 50, 60, 70, 80], max_new_tokens=32, device="cuda")
+        sm = run_c2_eval(cfg, work/"eval-vllm", backend=backend, progress=False)
+        rows = [json.loads(x) for x in (work/"eval-vllm"/"continuations.jsonl").read_text().splitlines()]
+        tokens = sum(len(backend.tokenizer(r["continuation"], add_special_tokens=False).input_ids) for r in rows)
+        tok_s = tokens / sm["timings"]["generate_s"]
+        from transformers import AutoConfig, AutoModelForCausalLM
+        with torch.device("meta"):   # counts parameters without allocating them
+            params = sum(p.numel() for p in AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir)).parameters())
+        bound = len(rows) * bandwidth / (2 * params) if bandwidth else None   # all paths in one batch, weights read once a step
+        out = dict(paths=len(rows), generated_tokens=tokens, generate_s=sm["timings"]["generate_s"], tokens_per_s=round(tok_s, 1),
+                   parameters=params, bandwidth_bound_tokens_per_s=bound and round(bound), fraction_of_bound=bound and round(tok_s / bound, 3))
+        adapter = work/"dpo"/"adapter"
+        if adapter.exists():
+            del backend
+            served = VLLMBackend(str(adapter), batch_size=64, gpu_memory_utilization=0.3)
+            sm2 = run_c2_eval(EvalConfig.from_profile("smoke", model=str(adapter), data=args.data, backend="vllm", device="cuda"),
+                              work/"eval-vllm-adapter", backend=served, progress=False)
+            out.update(adapter_served_as_lora=True, adapter_corr_mean=sm2["corr_mean"])
+        return out
 
     Path(args.out).write_text(json.dumps(results, indent=1, default=str))
     sys.exit(0 if all(v.get("ok") for k, v in results.items() if isinstance(v, dict) and "ok" in v) else 1)

@@ -256,17 +256,17 @@ def last_mean(rows: list[dict], key: str, n: int = 10) -> float | None:
 
 def train_dpo(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     "Train (or resume training) with DPO on C2-Syn pairs into `out`; returns the run's stats."
-    import torch
-    from datasets import Dataset
-    from transformers import set_seed
-    from trl import DPOConfig, DPOTrainer
     resolve_model(cfg.model)
     pairs_file = cfg.pairs_file
-    pairs = read_pairs(pairs_file)
+    pairs = read_pairs(pairs_file)   # bad pairs fail here, before the libraries' 15 s of imports
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     cfg.claim(out)
     if (out/"stats.json").exists():
         return read_json(out/"stats.json")
+    import torch
+    from datasets import Dataset
+    from transformers import set_seed
+    from trl import DPOConfig, DPOTrainer
     model, tok = load_model(cfg.model, cfg.device, cfg.dtype)
     device, dtype = str(next(model.parameters()).device), str(next(model.parameters()).dtype).replace("torch.", "")
     if cfg.method == "lora": check_target_modules(model, cfg.target_modules, cfg.model)

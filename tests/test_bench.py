@@ -1,0 +1,27 @@
+"""The benchmark scripts: each documents its options, and the paper-scale cost model prices every stage."""
+import re, subprocess, sys
+
+import pytest
+
+SCRIPTS = ["c2eval_throughput.py", "c2syn_throughput.py", "dpo_throughput.py", "cost_model.py", "gpu_check.py"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_help(repo, script):
+    r = subprocess.run([sys.executable, repo/"bench"/script, "--help"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "usage:" in r.stdout, r.stderr
+
+
+def test_cost_model_prices_the_paper_scale(repo):
+    r = subprocess.run([sys.executable, repo/"bench"/"cost_model.py"], capture_output=True, text=True, timeout=120, cwd=repo)
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| ") and not line.startswith("| stage")]
+    names = [line.split(" | ")[0].lstrip("| ") for line in rows]
+    assert sum(n.startswith("eval-") for n in names) == 10                      # the paper's ten models
+    assert "synth" in names and "train" in names and "train (Qwen/Qwen2-7B-Instruct)" in names
+    assert sum(n.startswith("eval after training") for n in names) == 2
+    total = float(re.search(r"total GPU-hours on one H100 = ([\d.]+)$", r.stdout.strip()).group(1))
+    hours = [float(line.rsplit("|", 2)[1]) for line in rows if re.search(r"\| [\d.]+ \|$", line)]
+    assert total == pytest.approx(sum(hours), abs=0.1 * len(hours)) and total > 10
+    slower = subprocess.run([sys.executable, repo/"bench"/"cost_model.py", "--mfu-train", "0.2"], capture_output=True, text=True, cwd=repo)
+    assert float(slower.stdout.strip().rsplit("= ", 1)[1]) > total                # half the training MFU costs more
