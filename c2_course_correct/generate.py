@@ -282,8 +282,8 @@ class HFBackend:
 # %% ../nbs/03_generate.ipynb #a077a5f0
 def vllm_source(name: str) -> tuple[str, str | None]:
     "What vLLM loads for model `name`: a folder or hub id, and the LoRA adapter folder when `name` is one."
-    from c2_course_correct.models import adapter_base, resolve_model, save_plain_copy
-    from c2_course_correct.core import cache_dir, stable_id
+    from c2_course_correct.models import adapter_base, cached_plain_copy, resolve_model
+    from c2_course_correct.core import stable_id
     src = resolve_model(name)
     if src.kind == "adapter":
         base, nested = vllm_source(adapter_base(src.path))
@@ -291,12 +291,7 @@ def vllm_source(name: str) -> tuple[str, str | None]:
         return base, src.path
     if src.kind == "gguf":
         p = Path(src.path)
-        out = cache_dir()/"models"/f"{p.stem}-{stable_id(p.resolve(), p.stat().st_size, p.stat().st_mtime_ns, n=8)}"
-        if not (out/"config.json").exists():
-            out.parent.mkdir(parents=True, exist_ok=True)
-            print(f"saving a plain copy of {p} for vLLM at {out} (once)", file=sys.stderr)
-            save_plain_copy(p, out)
-        return str(out), None
+        return str(cached_plain_copy(p, f"{p.stem}-{stable_id(p.resolve(), p.stat().st_size, p.stat().st_mtime_ns, n=8)}")), None
     return src.path, None
 
 def _import_vllm():

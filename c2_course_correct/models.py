@@ -15,9 +15,9 @@ from .core import C2Error, ConfigError, cache_dir
 from .data import package_file
 
 # %% auto #0
-__all__ = ['DEFAULT_MODEL_NAME', 'GQA_ATTENTION', 'default_gguf_path', 'save_plain_copy', 'default_model_dir', 'ModelSource',
-           'adapter_base', 'resolve_model', 'pick_device_dtype', 'use_gqa_attention', 'load_tokenizer', 'load_model',
-           'TemplateError', 'prefill_prompt', 'chat_prompt']
+__all__ = ['DEFAULT_MODEL_NAME', 'GQA_ATTENTION', 'default_gguf_path', 'save_plain_copy', 'cached_plain_copy',
+           'default_model_dir', 'ModelSource', 'adapter_base', 'resolve_model', 'pick_device_dtype',
+           'use_gqa_attention', 'load_tokenizer', 'load_model', 'TemplateError', 'prefill_prompt', 'chat_prompt']
 
 # %% ../nbs/02_models.ipynb #6d5c84db
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -42,14 +42,18 @@ def save_plain_copy(gguf: Path, out: Path) -> Path:
     os.replace(tmp, out)  # atomic: a killed conversion leaves no half copy under `out`
     return out
 
-def default_model_dir() -> Path:
-    "The plain HF copy of the embedded default model, made on first use."
-    out = cache_dir()/"models"/DEFAULT_MODEL_NAME
+def cached_plain_copy(gguf: Path, name: str) -> Path:
+    "The plain HF copy of a GGUF model in the cache folder (`models/<name>`), made on first use."
+    out = cache_dir()/"models"/name
     if not (out/"config.json").exists():
         out.parent.mkdir(parents=True, exist_ok=True)
-        print(f"saving a plain copy of the embedded {DEFAULT_MODEL_NAME} to {out} (once)", file=sys.stderr)
-        save_plain_copy(default_gguf_path(), out)
+        print(f"saving a plain copy of {gguf.name} to {out} (once)", file=sys.stderr)
+        save_plain_copy(gguf, out)
     return out
+
+def default_model_dir() -> Path:
+    "The plain HF copy of the embedded default model, made on first use."
+    return cached_plain_copy(default_gguf_path(), DEFAULT_MODEL_NAME)
 
 # %% ../nbs/02_models.ipynb #86ef16d8
 @dataclass(frozen=True)
