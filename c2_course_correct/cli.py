@@ -12,12 +12,22 @@ from .benchmark import EvalConfig, corr_table, run_c2_eval
 from .dpo import METHODS, TrainConfig, train_dpo, write_comparison
 from .judge import JUDGES, judge_file, make_judge
 from .reproduce import reproduce
+from .safety import ATTACKS, SAFETY_JUDGES, SafetyConfig, run_safety
 from .synthesis import QC_MODES, SynthConfig, run_c2_syn
 
 # %% auto #0
-__all__ = ['cmd_eval', 'cmd_synth', 'cmd_train', 'cmd_compare', 'cmd_judge', 'cmd_reproduce', 'parser', 'main']
+__all__ = ['cmd_eval', 'cmd_synth', 'cmd_train', 'cmd_compare', 'cmd_judge', 'cmd_safety', 'cmd_safety_compare', 'cmd_reproduce',
+           'parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #ad3ae81a
+def _run_options(seed_help: str) -> list:
+    "The options every generating stage shares: backend, device, dtype, seed and batch size."
+    return [("--backend", "backend", dict(choices=["hf", "vllm"], help="generation backend")),
+            ("--device", "device", dict(help="cpu or cuda (default: cuda when available)")),
+            ("--dtype", "dtype", dict(help="float32 or bfloat16 (default: bfloat16 on CUDA, float32 on CPU)")),
+            ("--seed", "seed", dict(type=int, help=seed_help)),
+            ("--batch-size", "batch_size", dict(type=int, help="sequences generated per batch; halves itself on out-of-memory"))]
+
 _EVAL_OPTIONS = [  # (flag, config field, argparse keywords)
     ("--model", "model", dict(help="model: 'default' (embedded SmolLM2-135M-Instruct), a local folder, a .gguf file or a hub id")),
     ("--data", "data", dict(help="harmful pairs: 'default' (embedded PyRIT file), a .jsonl (PKU-SafeRLHF schema or "
@@ -34,11 +44,7 @@ _EVAL_OPTIONS = [  # (flag, config field, argparse keywords)
                                                      "GPT-4o prompt; key from $OPENAI_API_KEY) or hf (a local chat model)")),
     ("--judge-model", "judge_model", dict(help="model of the openai or hf judge (openai default: gpt-4o; hf default: 'default')")),
     ("--judge-base-url", "judge_base_url", dict(help="OpenAI-compatible endpoint of the openai judge (default: OpenAI)")),
-    ("--backend", "backend", dict(choices=["hf", "vllm"], help="generation backend")),
-    ("--device", "device", dict(help="cpu or cuda (default: cuda when available)")),
-    ("--dtype", "dtype", dict(help="float32 or bfloat16 (default: bfloat16 on CUDA, float32 on CPU)")),
-    ("--seed", "seed", dict(type=int, help="run seed: openers, held-out split and every sampled path derive from it")),
-    ("--batch-size", "batch_size", dict(type=int, help="sequences generated per batch; halves itself on out-of-memory")),
+    *_run_options("run seed: openers, held-out split and every sampled path derive from it"),
 ]
 
 def _add_profile_options(p, options: list) -> None:
@@ -87,11 +93,7 @@ _SYNTH_OPTIONS = [  # (flag, config field, argparse keywords)
     ("--qc-judge-model", "qc_judge_model", dict(help="model of the openai or hf quality judge")),
     ("--qc-judge-base-url", "qc_judge_base_url", dict(help="OpenAI-compatible endpoint of the openai quality judge")),
     ("--qc-retries", "qc_retries", dict(type=int, help="regenerations of a failed response before its request is dropped")),
-    ("--backend", "backend", dict(choices=["hf", "vllm"], help="generation backend")),
-    ("--device", "device", dict(help="cpu or cuda (default: cuda when available)")),
-    ("--dtype", "dtype", dict(help="float32 or bfloat16 (default: bfloat16 on CUDA, float32 on CPU)")),
-    ("--seed", "seed", dict(type=int, help="run seed: openers, cuts, triggers and samples derive from it")),
-    ("--batch-size", "batch_size", dict(type=int, help="sequences generated per batch; halves itself on out-of-memory")),
+    *_run_options("run seed: openers, cuts, triggers and samples derive from it"),
 ]
 
 def _synth_parser(sub) -> None:
@@ -204,6 +206,64 @@ def cmd_judge(args) -> int:
     return 0
 
 # %% ../nbs/90_cli.ipynb #88229e49
+_SAFETY_OPTIONS = [  # (flag, config field, argparse keywords)
+    ("--model", "model", dict(help="model under test: 'default', a folder, a PEFT adapter folder, a .gguf file or a hub id")),
+    ("--behaviors", "behaviors", dict(nargs="+", help="behavior sources: harmbench, advbench, a .jsonl of {behavior, category}, hub:<name>")),
+    ("--n-behaviors", "n_behaviors", dict(type=int, help="seeded sample of behaviors, taken from the sources in turn")),
+    ("--attacks", "attacks", dict(nargs="+", choices=ATTACKS, help="attacks to run")),
+    ("--adaptive-behaviors", "adaptive_behaviors", dict(type=int, help="gcg, autodan and pair run on the first N behaviors")),
+    ("--gcg-steps", "gcg_steps", dict(type=int, help="GCG optimisation steps per behavior")),
+    ("--pair-attacker", "pair_attacker", dict(help="PAIR's attacker model (default: the embedded model)")),
+    ("--pair-iterations", "pair_iterations", dict(type=int, help="PAIR rounds per stream")),
+    ("--max-new-tokens", "max_new_tokens", dict(type=int, help="new tokens of each (greedy) response")),
+    ("--judge", "judge", dict(choices=SAFETY_JUDGES, help="compliance judge: refusal (offline) or openai (HarmBench-style "
+                                                          "question to GPT-4o or any OpenAI-compatible model; key from $OPENAI_API_KEY)")),
+    ("--judge-model", "judge_model", dict(help="model of the openai judge (default: gpt-4o)")),
+    ("--judge-base-url", "judge_base_url", dict(help="OpenAI-compatible endpoint of the openai judge (default: OpenAI)")),
+    ("--ability-tasks", "ability_tasks", dict(nargs="+", help="lm-evaluation-harness tasks to score (needs lm-eval and the hub)")),
+    *_run_options("run seed: the behaviors, suffix and template picks, searches and PAIR derive from it"),
+]
+
+def _safety_parser(sub) -> None:
+    p = sub.add_parser("safety", help="jailbreak attacks, over-refusal and general ability of one model",
+                       description="Attack a model with HarmBench/AdvBench behaviors (direct, GCG transfer and white-box, "
+                                   "AutoDAN, jailbreak templates, PAIR, Caesar/Morse/ASCII ciphers), judge compliance and "
+                                   "answer benign requests. Writes DIR/responses.jsonl, DIR/benign.jsonl, DIR/config.json "
+                                   "and DIR/summary.json; rerunning with the same settings resumes.")
+    _add_profile_options(p, _SAFETY_OPTIONS)
+    p.add_argument("--out", default=None, help="output folder (default: outputs/<profile>/safety-base)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+def cmd_safety(args) -> int:
+    "Run the safety stage from parsed arguments and print ASR per attack."
+    cfg = SafetyConfig.from_profile(args.profile, **_overrides(args, _SAFETY_OPTIONS))
+    out = Path(args.out or Path("outputs")/Path(args.profile).stem/"safety-base")
+    s = run_safety(cfg, out, progress=not args.quiet)
+    print(f"safety of {cfg.model} on {s['n_behaviors']} behaviors ({s['adaptive_behaviors']} for gcg, autodan, pair), judge {cfg.judge} -> {out}")
+    for a, v in s["asr"].items():
+        asr = "n/a" if v["asr"] is None else f"{v['asr']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]"
+        print(f"  {a:13s} ASR {asr}  ({v['broken']}/{v['behaviors']} behaviors, {v['prompts']} prompts)")
+    b = s["benign"]
+    print(f"  benign requests refused: {b['refused']}/{b['requests'] - b['undecided']}")
+    return 0
+
+def _safety_compare_parser(sub) -> None:
+    p = sub.add_parser("safety-compare", help="before/after tables and figure of two safety runs",
+                       description="Check that two safety runs differ only in the model and write ASR per attack and per "
+                                   "category (with the paired change), benign refusal and answer similarity as tables "
+                                   "(.md, .csv, .tex) and the ASR figure (.png, .pdf) into DIR.")
+    p.add_argument("before", help="safety output folder of the base model")
+    p.add_argument("after", help="safety output folder of the trained model")
+    p.add_argument("--out", required=True, help="folder to write tables/ and figures/ into")
+
+def cmd_safety_compare(args) -> int:
+    "Write and print the safety comparison."
+    from c2_course_correct.figures import write_safety_comparison
+    for a in write_safety_comparison(args.before, args.after, args.out):
+        print(f"{a.title}: {', '.join(a.files)}\n  {a.caption}")
+    return 0
+
+# %% ../nbs/90_cli.ipynb #2f067da2
 def _reproduce_parser(sub) -> None:
     p = sub.add_parser("reproduce", help="run every stage of a profile with papermill; tables, figures, REPORT.md",
                        description="Run C2-Eval of the base model, C2-Eval of the profile's further models, C2-Syn, DPO, "
@@ -227,19 +287,21 @@ def cmd_reproduce(args) -> int:
         print(f"{done} ({n} stage{'s' if n != 1 else ''} run, {len(this['skipped'])} skipped)")
     return 0
 
-# %% ../nbs/90_cli.ipynb #2f067da2
+# %% ../nbs/90_cli.ipynb #b1445fa9
 def parser() -> argparse.ArgumentParser:
     "The `c2cc` argument parser."
     p = argparse.ArgumentParser(prog="c2cc", description="Course-correction of harmful generations: C2-Eval, C2-Syn, DPO and judges. "
                                 "Content warning: the data sets hold harmful text; for safety research.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{eval,synth,train,compare,judge,reproduce}")
-    _eval_parser(sub); _synth_parser(sub); _train_parser(sub); _compare_parser(sub); _judge_parser(sub); _reproduce_parser(sub)
+    sub = p.add_subparsers(dest="command", required=True, metavar="{eval,synth,train,compare,judge,safety,safety-compare,reproduce}")
+    _eval_parser(sub); _synth_parser(sub); _train_parser(sub); _compare_parser(sub); _judge_parser(sub)
+    _safety_parser(sub); _safety_compare_parser(sub); _reproduce_parser(sub)
     return p
 
 def main(argv: list[str] | None = None) -> int:
     "Console entry point: run a sub-command; user errors exit with status 2 and one line saying what to fix."
     args = parser().parse_args(argv)
-    cmds = {"eval": cmd_eval, "synth": cmd_synth, "train": cmd_train, "compare": cmd_compare, "judge": cmd_judge, "reproduce": cmd_reproduce}
+    cmds = {"eval": cmd_eval, "synth": cmd_synth, "train": cmd_train, "compare": cmd_compare, "judge": cmd_judge,
+            "safety": cmd_safety, "safety-compare": cmd_safety_compare, "reproduce": cmd_reproduce}
     try: return cmds[args.command](args)
     except C2Error as e:
         print(f"c2cc {args.command}: error: {e}", file=sys.stderr)

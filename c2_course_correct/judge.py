@@ -8,7 +8,7 @@ import json, os, random, re, threading, time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 from .core import (C2Error, ConfigError, DataError, JUDGE_PROMPT, JUDGE_SETTINGS, append_jsonl,
                                     cache_dir, read_jsonl, stable_id)
@@ -140,8 +140,9 @@ class OpenAIJudge:
     def __init__(self, model: str = JUDGE_SETTINGS["model"], base_url: str | None = None,
                  api_key_env: str = "OPENAI_API_KEY", concurrency: int = 8, max_retries: int = 6,
                  backoff: float = 1.0, max_backoff: float = 60.0, timeout: float = 60.0,
-                 cache: str | Path | None = "default", settings: dict | None = None):
-        "`cache='default'` keeps answers under the cache folder; `None` disables caching."
+                 cache: str | Path | None = "default", settings: dict | None = None,
+                 render: Callable[[dict], str] = judge_prompt):
+        "`cache='default'` keeps answers under the cache folder; `None` disables caching. `render` writes a row's question (another stage may ask its own)."
         import openai
         key = os.environ.get(api_key_env)
         if not key: raise ConfigError(f"the openai judge reads its API key from ${api_key_env}, which is not set "
@@ -151,7 +152,7 @@ class OpenAIJudge:
         self.settings = {**JUDGE_SETTINGS, **(settings or {}), "model": model}
         self.client = openai.OpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
         self.cache = JudgeCache(cache_dir()/"judge"/"openai.jsonl" if cache == "default" else cache)
-        self.calls = 0
+        self.render, self.calls = render, 0
 
     def _key(self, prompt: str) -> str:
         return stable_id(json.dumps(self.settings, sort_keys=True), prompt, n=32)
@@ -185,7 +186,7 @@ class OpenAIJudge:
 
     def judge(self, rows: Sequence[dict]) -> list[Verdict]:
         "Verdicts for rows, `concurrency` requests at a time."
-        with ThreadPoolExecutor(self.concurrency) as pool: return list(pool.map(self._ask, map(judge_prompt, rows)))
+        with ThreadPoolExecutor(self.concurrency) as pool: return list(pool.map(self._ask, map(self.render, rows)))
 
 # %% ../nbs/04_judge.ipynb #6cf59df0
 class HFJudge:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_models.ipynb #c8e570dd
 from __future__ import annotations
-import os, sys, tempfile
+import os, shutil, sys, tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,7 +39,10 @@ def save_plain_copy(gguf: Path, out: Path) -> Path:
     plain.generation_config = src.generation_config
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=out.name + ".partial-"))
     plain.save_pretrained(tmp); tok.save_pretrained(tmp)
-    os.replace(tmp, out)  # atomic: a killed conversion leaves no half copy under `out`
+    try: os.replace(tmp, out)  # atomic: a killed conversion leaves no half copy under `out`
+    except OSError:              # another process (a parallel test or job) finished its copy first: keep that one
+        if not (out/"config.json").exists(): raise
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 def cached_plain_copy(gguf: Path, name: str) -> Path:

@@ -14,13 +14,15 @@ from .core import (C2Error, ConfigError, StageConfig, environment_info, load_pro
 from .benchmark import EvalConfig
 from .synthesis import SynthConfig
 from .dpo import TrainConfig
+from .safety import SafetyConfig
 from .figures import model_size
 
 # %% auto #0
-__all__ = ['SECRET_NAME', 'STAGE_KINDS', 'FLOP_RATES', 'LOAD_SECONDS', 'GPU_MEMORY', 'apply_sets', 'resolve_profile', 'Stage',
-           'repo_root', 'portable', 'model_slug', 'plan_stages', 'executed_ok', 'stage_status', 'check_no_conflicts',
-           'model_params', 'stage_work', 'plan_device', 'estimate_seconds', 'dry_run_text', 'StageFailed',
-           'secret_values', 'scrub_secrets', 'run_stage', 'earlier_attempts', 'write_profile', 'reproduce']
+__all__ = ['SECRET_NAME', 'STAGE_KINDS', 'FLOP_RATES', 'LOAD_SECONDS', 'SAFETY_PROMPT_TOKENS', 'GPU_MEMORY', 'apply_sets',
+           'resolve_profile', 'Stage', 'repo_root', 'portable', 'model_slug', 'plan_stages', 'executed_ok',
+           'stage_status', 'check_no_conflicts', 'model_params', 'stage_work', 'plan_device', 'estimate_seconds',
+           'dry_run_text', 'StageFailed', 'secret_values', 'scrub_secrets', 'run_stage', 'earlier_attempts',
+           'write_profile', 'reproduce']
 
 # %% ../nbs/60_reproduce.ipynb #44261bab
 SECRET_NAME = re.compile(r"(api_?key|token|secret|password)", re.I)
@@ -51,6 +53,7 @@ STAGE_KINDS = {  # notebook, stage config class, the file a finished run writes 
     "eval": ("10_benchmark.ipynb", EvalConfig, "summary.json"),
     "synth": ("20_synthesis.ipynb", SynthConfig, "stats.json"),
     "train": ("30_dpo.ipynb", TrainConfig, "stats.json"),
+    "safety": ("40_safety.ipynb", SafetyConfig, "summary.json"),
     "figures": ("50_figures.ipynb", None, "REPORT.md"),
 }
 
@@ -99,12 +102,14 @@ def plan_stages(profile: dict, out: str | Path, only: list[str] | None = None) -
         stages.append(stage("eval-base", "eval"))
         base = profile["eval"].get("model", "default")
         stages += [stage(f"eval-{model_slug(m)}", "eval", {"model": m}) for m in profile.get("models", []) if m != base]
+    if "safety" in profile: stages.append(stage("safety-base", "safety"))
     if "synth" in profile: stages.append(stage("synth", "synth"))
     if "train" in profile:
         train = stage("train", "train", {"pairs": portable(out/"synth")} if "synth" in profile else {})
         stages.append(train)
-        if "eval" in profile:
-            stages.append(stage("eval-trained", "eval", {"model": portable(train.folder/train.config.model_folder)}))
+        trained = portable(train.folder/train.config.model_folder)
+        if "eval" in profile: stages.append(stage("eval-trained", "eval", {"model": trained}))
+        if "safety" in profile: stages.append(stage("safety-trained", "safety", {"model": trained}))
     stages.append(Stage("figures", "figures", out, dict(run=portable(out), out=portable(out))))
     names = [s.name for s in stages]
     if len(set(names)) != len(names): raise ConfigError(f"two stages share a folder name: {names}")
@@ -142,8 +147,8 @@ def check_no_conflicts(stages: list[Stage]) -> None:
 
 # %% ../nbs/60_reproduce.ipynb #fed95130
 FLOP_RATES = {  # effective FLOP/s per kind of stage
-    "cpu": dict(eval=3.2e10, synth=1.1e10, train=8.1e10),    # measured: 2-core CPU, fp32, the default profile
-    "cuda": dict(eval=1.0e14, synth=5.0e13, train=3.5e14),   # assumed: one H100, bf16
+    "cpu": dict(eval=3.2e10, synth=1.1e10, train=8.1e10, safety=6.0e10),    # measured: 2-core CPU, fp32, the default profile
+    "cuda": dict(eval=1.0e14, synth=5.0e13, train=3.5e14, safety=5.0e13),   # assumed: one H100, bf16
 }
 LOAD_SECONDS = {"cpu": 20, "cuda": 120}   # model load per stage (the default GGUF's dequantization; a 7B from disk)
 
@@ -167,6 +172,8 @@ def stage_work(s: Stage, profile: dict) -> dict:
         retries = 1 + (c.qc_retries * 0.5 if c.qc == "filter" else 0)   # regeneration of about half the sequences
         return dict(what=f"{n:,} requests x 5 sequences (SR, SYN_1..4) of {c.max_new_tokens} new tokens" if n else "requests unknown",
                     generated=n and n * 5 * retries * c.max_new_tokens, trained=0, model=c.model)
+    if s.kind == "safety":
+        return _safety_work(c, profile["train"]["model"] if s.name == "safety-trained" else c.model)
     if s.kind == "train":
         n = c.n_pairs or 15 * (profile.get("synth", {}).get("n_requests") or 0) or None
         if n is None: return dict(what="all pairs of the C2-Syn run (unknown before it runs)", generated=0, trained=None, model=c.model)
@@ -176,6 +183,22 @@ def stage_work(s: Stage, profile: dict) -> dict:
                     generated=0, trained=min(n * c.epochs, steps * per_step) * 2 * c.max_length, model=c.model,
                     checkpointing=bool(c.gradient_checkpointing))
     return dict(what="tables, figures and REPORT.md from the result files", generated=0, trained=0, model=None)
+
+SAFETY_PROMPT_TOKENS = dict(static=300, gcg=60, autodan=650, pair=1500, benign=30)   # typical prompt lengths (SmolLM2's tokenizer)
+
+def _safety_work(c: SafetyConfig, model: str) -> dict:
+    "Tokens a safety run reads and writes (prompts and responses): every attack's prompts at its budget, and the benign requests."
+    from c2_course_correct.safety import CIPHER_NAMES, benign_requests, load_behaviors
+    n = c.n_behaviors or len(load_behaviors(c.behaviors, None))
+    a, has = min(n, c.adaptive_behaviors or n), lambda x: x in c.attacks
+    static = n * (has("direct") + c.transfer_suffixes * has("gcg-transfer") + c.templates * has("templates") + sum(map(has, CIPHER_NAMES)))
+    t = SAFETY_PROMPT_TOKENS
+    tokens = (static * (t["static"] + c.max_new_tokens) + a * has("gcg") * c.gcg_steps * (c.gcg_search_width + 3) * (t["gcg"] + c.gcg_suffix_tokens)
+              + a * has("autodan") * c.autodan_population * (c.autodan_generations + 1) * t["autodan"]
+              + a * has("pair") * c.pair_streams * c.pair_iterations * (t["pair"] + c.pair_attacker_tokens + c.max_new_tokens)
+              + len(benign_requests()[:c.benign]) * (t["benign"] + c.max_new_tokens))
+    return dict(what=f"{n} behaviors x {static // n if n else 0} model-free prompts, {a} behaviors for gcg/autodan/pair: "
+                     f"about {tokens:,} tokens read and written", generated=tokens, trained=0, model=model)
 
 def _request_bound(c: SynthConfig) -> int | None:
     "With n_requests=None every qualifying request is used: bound it by the data outside C2-Eval's split (when readable offline)."

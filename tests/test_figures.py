@@ -7,8 +7,10 @@ import pytest
 from c2_course_correct.core import C2Error, DataError, read_json
 from c2_course_correct.figures import make_report
 
-TABLES = ["c2eval_models", "before_after", "case_studies", "c2syn_drops", "c2syn_responses"]
-FIGURES = ["corr_at_k", "course_correction_example", "c2syn_ranked_responses", "c2syn_cut_positions", "dpo_training_curves"]
+TABLES = ["c2eval_models", "before_after", "case_studies", "c2syn_drops", "c2syn_responses", "safety_asr", "safety_asr_by_category",
+          "safety_benign"]
+FIGURES = ["corr_at_k", "course_correction_example", "c2syn_ranked_responses", "c2syn_cut_positions", "dpo_training_curves",
+           "safety_asr_plot"]
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +71,7 @@ def test_report_names_each_file_and_each_exists(default_report):
     assert "0.006 [0.001, 0.014] (base) to 0.039 [0.021, 0.061] (trained)" in headline
     for section in ("## The paper's tables and figures", "## Configuration", "## Environment", "## Timings", "## Not produced"):
         assert section in text
-    assert "Jailbreak attack success" in text and "`40_safety`" in text
+    assert "Jailbreak attack success" in text and "tables/safety_asr.md" in text and "lm-evaluation-harness benchmarks" in text
 
 
 def test_run_of_c2eval_alone_reports_the_rest_as_not_produced(repo, tmp_path):
@@ -84,6 +86,8 @@ def test_run_of_c2eval_alone_reports_the_rest_as_not_produced(repo, tmp_path):
         assert "synth/" in missing[name] and "not run" in missing[name], missing[name]
     assert "train/curves.jsonl" in missing["dpo_training_curves"]
     assert "eval-trained/summary.json" in missing["before_after"] and "eval-trained" in missing["case_studies"]
+    for name in ("safety_asr", "safety_asr_plot", "safety_asr_by_category", "safety_benign"):
+        assert "safety-base/summary.json not found" in missing[name], missing[name]
     text = report.read_text()
     assert all(f"**{name}**" in text for name in missing)
     assert not (run/"tables"/"before_after.md").exists() and not (run/"figures"/"dpo_training_curves.png").exists()
