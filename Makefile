@@ -2,7 +2,9 @@
 # DPO, C2-Eval and safety of the trained model, tables, figures, REPORT.md) into $(OUT); `make test` runs every test.
 # One stage at a time: `make eval` (C2-Eval), `make synth` (C2-Syn pairs), `make train` (DPO on them) and
 # `make eval-trained` (C2-Eval of the trained model and the before/after table), `make safety` and `make safety-trained`
-# (jailbreak attacks, over-refusal and the before/after safety tables), into outputs/default.
+# (jailbreak attacks, over-refusal and the before/after safety tables), `make helpfulness` and `make helpfulness-trained`
+# (benign refusals, degenerate answers, forgetting), into outputs/default. `make sweep` trains every setting of the
+# default profile's sweep and scores each on the validation split (about 2.5 hours; the profile's train section is its choice).
 # All create .venv and install the pinned dependencies first (offline assets with --no-deps).
 PYTHON ?= python3
 VENV := .venv
@@ -10,7 +12,7 @@ BIN := $(VENV)/bin
 # the committed run is outputs/default; a rerun goes beside it (gitignored) unless OUT says otherwise
 OUT ?= outputs/local/default
 
-.PHONY: reproduce eval synth train eval-trained safety safety-trained test bench export readme clean-nbs
+.PHONY: reproduce eval synth train eval-trained safety safety-trained helpfulness helpfulness-trained sweep test bench export readme clean-nbs
 reproduce: $(VENV)/.installed
 	$(BIN)/c2cc reproduce --profile default --out $(OUT)
 
@@ -33,6 +35,16 @@ safety: $(VENV)/.installed
 safety-trained: $(VENV)/.installed
 	$(BIN)/c2cc safety --profile default --model outputs/default/train/adapter --out outputs/default/safety-trained
 	$(BIN)/c2cc safety-compare outputs/default/safety-base outputs/default/safety-trained --out outputs/default
+
+helpfulness: $(VENV)/.installed
+	$(BIN)/c2cc helpfulness --profile default --out outputs/default/helpfulness-base
+
+helpfulness-trained: $(VENV)/.installed
+	$(BIN)/c2cc helpfulness --profile default --model outputs/default/train/adapter --out outputs/default/helpfulness-trained
+	$(BIN)/c2cc helpfulness-compare outputs/default/helpfulness-base outputs/default/helpfulness-trained --out outputs/default/helpfulness.json
+
+sweep: $(VENV)/.installed
+	$(BIN)/c2cc reproduce --profile default --out outputs/default --stages sweep
 
 # two test processes of one thread each: most tests wait on process starts, imports and model loads, which then
 # overlap, while the arithmetic still fills the cores (more workers would each hold a model and a vLLM cache)

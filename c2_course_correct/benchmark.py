@@ -13,7 +13,7 @@ import numpy as np
 
 from .core import (C2_EVAL, OPENERS, ConfigError, StageConfig, DataError, append_jsonl, derive_seed, environment_info,
                                     read_json, read_jsonl, write_json)
-from .data import HarmfulPair, eval_items, load_pairs
+from .data import SPLIT_PARTS, HarmfulPair, eval_items, load_pairs
 from .generate import Backend, GenerationRequest, SamplingConfig, make_backend
 from .judge import Judge, correction_onset, judge_description, make_judge
 from .models import prefill_prompt, resolve_model
@@ -29,8 +29,10 @@ class EvalConfig(StageConfig):
     model: str = "default"                 # `default`, a folder, a .gguf file or a hub id
     data: str = "default"                  # see data.load_pairs
     split: str = "test"                    # for hub data sets
-    eval_size: int = 100                   # requests held out for evaluation (training never sees them)
-    n_items: int = 50                      # items of the held-out split to evaluate
+    eval_size: int = 100                   # requests of the held-out test split (training never sees them)
+    val_size: int = 0                      # requests of the validation split, where settings are chosen (training never sees them)
+    part: str = "test"                     # the split evaluated: test (reported) or validation (for choosing settings)
+    n_items: int = 50                      # items of that split to evaluate
     k: list[int] = field(default_factory=lambda: list(C2_EVAL["k_words"]))
     samples: int = 2                       # b
     max_new_tokens: int = C2_EVAL["max_new_tokens"]
@@ -52,12 +54,19 @@ class EvalConfig(StageConfig):
             raise ConfigError(f"k must be a list of positive whole numbers of words, got {self.k!r}")
         if len(set(self.k)) != len(self.k): raise ConfigError(f"k has repeated values: {self.k}")
         self.require_whole(("samples", "n_items", "eval_size", "max_new_tokens", "batch_size"))
-        if self.n_items > self.eval_size: raise ConfigError(f"n_items ({self.n_items}) exceeds eval_size ({self.eval_size})")
+        self.require_whole(("val_size",), minimum=0)
+        if self.part not in SPLIT_PARTS: raise ConfigError(f"part must be one of {SPLIT_PARTS}, got {self.part!r}")
+        size = "eval_size" if self.part == "test" else "val_size"
+        if self.n_items > getattr(self, size): raise ConfigError(f"n_items ({self.n_items}) exceeds {size} ({getattr(self, size)})")
         self.sampling  # validates temperature and top_p
 
     @property
     def sampling(self) -> SamplingConfig:
         return SamplingConfig(self.temperature, self.top_p, self.max_new_tokens)
+
+    def items(self) -> list[HarmfulPair]:
+        "The harmful pairs this run evaluates: the first `n_items` of its split (`part`)."
+        return eval_items(load_pairs(self.data, self.split), self.n_items, self.eval_size, self.seed, self.val_size, self.part)
 
 # %% ../nbs/10_benchmark.ipynb #15a074f5
 def draw_opener(seed: int, item_id: str) -> str:
@@ -131,7 +140,7 @@ def run_c2_eval(cfg: EvalConfig, out: str | Path, backend: Backend | None = None
     resolve_model(cfg.model)   # a bad model name fails before any work
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     cfg.claim(out)
-    items = eval_items(load_pairs(cfg.data, cfg.split), cfg.n_items, cfg.eval_size, cfg.seed)
+    items = cfg.items()
     paths = eval_paths(items, cfg.k, cfg.samples, cfg.seed)
     wanted = {path_key(p) for p in paths}
     rows_file = out/"continuations.jsonl"

@@ -7,17 +7,19 @@ from __future__ import annotations
 import argparse, sys
 from pathlib import Path
 
-from .core import C2Error, C2_EVAL
+from .core import C2Error, C2_EVAL, load_profile, write_json
 from .benchmark import EvalConfig, corr_table, run_c2_eval
 from .dpo import METHODS, TrainConfig, train_dpo, write_comparison
+from .helpfulness import HelpConfig, compare_helpfulness, run_helpfulness
+from .sweep import SweepConfig, run_sweep, sweep_table
 from .judge import JUDGES, judge_file, make_judge
 from .reproduce import reproduce
 from .safety import ATTACKS, SAFETY_JUDGES, SafetyConfig, run_safety
 from .synthesis import QC_MODES, SynthConfig, run_c2_syn
 
 # %% auto #0
-__all__ = ['cmd_eval', 'cmd_synth', 'cmd_train', 'cmd_compare', 'cmd_judge', 'cmd_safety', 'cmd_safety_compare', 'cmd_reproduce',
-           'parser', 'main']
+__all__ = ['cmd_eval', 'cmd_synth', 'cmd_train', 'cmd_compare', 'cmd_judge', 'cmd_safety', 'cmd_safety_compare',
+           'cmd_helpfulness', 'cmd_helpfulness_compare', 'cmd_sweep', 'cmd_reproduce', 'parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #ad3ae81a
 def _run_options(seed_help: str) -> list:
@@ -33,8 +35,10 @@ _EVAL_OPTIONS = [  # (flag, config field, argparse keywords)
     ("--data", "data", dict(help="harmful pairs: 'default' (embedded PyRIT file), a .jsonl (PKU-SafeRLHF schema or "
                                  "{request, response}), a PyRIT-style .json, or a datasets name/folder (PKU-SafeRLHF schema)")),
     ("--split", "split", dict(help="split of a datasets source (default: test)")),
-    ("--eval-size", "eval_size", dict(type=int, help="requests held out for evaluation; training stages never see them")),
-    ("--n-items", "n_items", dict(type=int, help="items of the held-out split to evaluate")),
+    ("--eval-size", "eval_size", dict(type=int, help="requests of the held-out test split; training stages never see them")),
+    ("--val-size", "val_size", dict(type=int, help="requests of the validation split after them (settings are chosen there); training never sees them")),
+    ("--part", "part", dict(choices=["test", "validation"], help="the split to evaluate: test (reported) or validation")),
+    ("--n-items", "n_items", dict(type=int, help="items of that split to evaluate")),
     ("--k", "k", dict(type=int, nargs="+", help=f"prefix lengths in words (paper: {' '.join(map(str, C2_EVAL['k_words']))})")),
     ("--samples", "samples", dict(type=int, help="continuations sampled per item and k (b)")),
     ("--max-new-tokens", "max_new_tokens", dict(type=int, help="new tokens per continuation (m; paper: 32)")),
@@ -132,7 +136,11 @@ def cmd_synth(args) -> int:
 _TRAIN_OPTIONS = [  # (flag, config field, argparse keywords)
     ("--model", "model", dict(help="base model: 'default' (embedded SmolLM2-135M-Instruct), a folder, a .gguf file or a hub id")),
     ("--pairs", "pairs", dict(help="C2-Syn output folder or pairs.jsonl (prompt, chosen, rejected)")),
-    ("--n-pairs", "n_pairs", dict(type=int, help="train on a seeded random sample of this many usable pairs")),
+    ("--n-pairs", "n_pairs", dict(type=int, help="train on this many pairs: a seeded sample of the usable C2-Syn pairs plus the utility pairs")),
+    ("--utility-data", "utility_data", dict(help="helpful pairs for the utility anchor: 'default' (PyRIT's benign requests), a .jsonl "
+                                                 "({request, response} or PKU-SafeRLHF's safe responses) or a datasets name")),
+    ("--utility-ratio", "utility_ratio", dict(type=float, help="share of the training pairs that are utility pairs (a helpful answer chosen over a refusal), 0 to 1")),
+    ("--nll-weight", "nll_weight", dict(type=float, help="weight of an NLL term on the chosen answers beside DPO (TRL's sft loss; RPO); 0: off")),
     ("--method", "method", dict(choices=METHODS, help="lora (adapter) or full fine-tuning")),
     ("--lora-r", "lora_r", dict(type=int, help="LoRA rank")),
     ("--lora-alpha", "lora_alpha", dict(type=int, help="LoRA alpha")),
@@ -153,7 +161,7 @@ _TRAIN_OPTIONS = [  # (flag, config field, argparse keywords)
 
 def _train_parser(sub) -> None:
     p = sub.add_parser("train", help="train on C2-Syn pairs with DPO (TRL + PEFT)",
-                       description="DPO on C2-Syn preference pairs. Writes DIR/config.json, DIR/data.json, DIR/checkpoints, "
+                       description="DPO on C2-Syn preference pairs, with utility pairs mixed in at --utility-ratio. Writes DIR/config.json, DIR/data.json, DIR/checkpoints, "
                                    "DIR/curves.jsonl and .png, DIR/stats.json and the trained model (DIR/adapter, DIR/model "
                                    "or DIR/merged, each with a model card). Rerunning resumes from the last checkpoint.")
     _add_profile_options(p, _TRAIN_OPTIONS)
@@ -263,6 +271,79 @@ def cmd_safety_compare(args) -> int:
         print(f"{a.title}: {', '.join(a.files)}\n  {a.caption}")
     return 0
 
+# %% ../nbs/90_cli.ipynb #d7ee8252
+_HELP_OPTIONS = [  # (flag, config field, argparse keywords)
+    ("--model", "model", dict(help="model measured: 'default', a folder, a PEFT adapter folder, a .gguf file or a hub id")),
+    ("--data", "data", dict(help="helpful pairs: 'default' (PyRIT's benign requests with their answers), a .jsonl or a datasets name")),
+    ("--part", "part", dict(choices=["test", "validation"], help="test (held-out helpful pairs and the safety stage's benign requests) or validation")),
+    ("--limit", "limit", dict(type=int, help="only the first N helpful pairs and N safety-stage requests")),
+    ("--max-new-tokens", "max_new_tokens", dict(type=int, help="greedy tokens of each answer")),
+    ("--nll-tokens", "nll_tokens", dict(type=int, help="tokens of each helpful response scored for the NLL")),
+    *_run_options("seed of the helpful pairs' split"),
+]
+
+def _helpfulness_parser(sub) -> None:
+    p = sub.add_parser("helpfulness", help="benign refusals, degenerate answers and forgetting of one model",
+                       description="Answer benign requests greedily and judge refusals and degenerate answers; score the NLL of "
+                                   "held-out helpful responses. Writes DIR/answers.jsonl, DIR/nll.jsonl, DIR/config.json and "
+                                   "DIR/summary.json; rerunning with the same settings resumes.")
+    _add_profile_options(p, _HELP_OPTIONS)
+    p.add_argument("--out", default=None, help="output folder (default: outputs/<profile>/helpfulness-base)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+def cmd_helpfulness(args) -> int:
+    "Run the helpfulness measures from parsed arguments and print them."
+    cfg = HelpConfig.from_profile(args.profile, **_overrides(args, _HELP_OPTIONS))
+    out = Path(args.out or Path("outputs")/Path(args.profile).stem/"helpfulness-base")
+    s = run_helpfulness(cfg, out, progress=not args.quiet)
+    r, d, x = s["refusal"], s["degenerate"], s["nll"]
+    print(f"helpfulness of {cfg.model} on the {cfg.part} part -> {out}")
+    print(f"  benign requests refused: {r['count']}/{r['n']} = {r['rate']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]  {r['reasons']}")
+    print(f"  degenerate answers: {d['count']}/{d['n']} = {d['rate']:.3f} [{d['ci95'][0]:.3f}, {d['ci95'][1]:.3f}]")
+    print(f"  NLL of {x['responses']} helpful responses: {x['mean']:.4f} per token [{x['ci95'][0]:.4f}, {x['ci95'][1]:.4f}]")
+    return 0
+
+def _helpfulness_compare_parser(sub) -> None:
+    p = sub.add_parser("helpfulness-compare", help="benign refusal, degeneration, NLL and answer similarity of two helpfulness runs",
+                       description="Check that two helpfulness runs differ only in the model and write their comparison "
+                                   "(rates before and after with paired changes, the NLL's relative change, ROUGE-L to the base answers) as JSON.")
+    p.add_argument("before", help="helpfulness output folder of the base model")
+    p.add_argument("after", help="helpfulness output folder of the trained model")
+    p.add_argument("--out", required=True, help="JSON file to write (e.g. DIR/helpfulness.json)")
+
+def cmd_helpfulness_compare(args) -> int:
+    "Write and print the helpfulness comparison."
+    c = compare_helpfulness(args.before, args.after)
+    write_json(args.out, c)
+    for key in ("refusal", "degenerate"):
+        ch = c[key]["change"]
+        print(f"{key}: {c[key]['before']['rate']:.3f} -> {c[key]['after']['rate']:.3f}, change {ch['change']:+.3f} [{ch['ci95'][0]:+.3f}, {ch['ci95'][1]:+.3f}]")
+    x = c["nll"]
+    print(f"NLL per token: {x['before']['mean']:.4f} -> {x['after']['mean']:.4f}, {x['relative_change']:+.1%} "
+          f"[{x['relative_change_ci95'][0]:+.1%}, {x['relative_change_ci95'][1]:+.1%}]")
+    print(f"answers: ROUGE-L {c['similarity']['rouge_l']:.3f} to the base model's, {c['similarity']['identical']} of {c['similarity']['answers']} identical -> {args.out}")
+    return 0
+
+def _sweep_parser(sub) -> None:
+    p = sub.add_parser("sweep", help="train several settings and score each on the validation split",
+                       description="Train every setting of the profile's `sweep` section on its C2-Syn pairs, score each (and the base "
+                                   "model) with C2-Eval and the helpfulness measures on the validation split, and choose one by the "
+                                   "rule in nbs/35_sweep.ipynb. Writes DIR/<setting>/..., DIR/summary.json; rerunning resumes.")
+    p.add_argument("--profile", default="default", help="profile name in configs/ or a YAML path (default: default)")
+    p.add_argument("--pairs", default=None, help="C2-Syn pairs for every setting (default: the profile's train.pairs)")
+    p.add_argument("--out", default=None, help="output folder (default: outputs/<profile>/sweep)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+def cmd_sweep(args) -> int:
+    "Run the sweep from parsed arguments and print its table."
+    prof = load_profile(args.profile)
+    cfg = SweepConfig.from_profile(prof, **({"pairs": args.pairs} if args.pairs else {}))
+    out = Path(args.out or Path("outputs")/Path(args.profile).stem/"sweep")
+    s = run_sweep(cfg, prof, out, progress=not args.quiet)
+    print(sweep_table(s))
+    print(f"chosen: {s['chosen']}" + ("" if s["chosen_qualifies"] else " (no setting met every bound: the closest)") + f" -> {out}")
+    return 0
+
 # %% ../nbs/90_cli.ipynb #2f067da2
 def _reproduce_parser(sub) -> None:
     p = sub.add_parser("reproduce", help="run every stage of a profile with papermill; tables, figures, REPORT.md",
@@ -292,16 +373,19 @@ def parser() -> argparse.ArgumentParser:
     "The `c2cc` argument parser."
     p = argparse.ArgumentParser(prog="c2cc", description="Course-correction of harmful generations: C2-Eval, C2-Syn, DPO and judges. "
                                 "Content warning: the data sets hold harmful text; for safety research.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{eval,synth,train,compare,judge,safety,safety-compare,reproduce}")
+    sub = p.add_subparsers(dest="command", required=True,
+                           metavar="{eval,synth,train,compare,judge,safety,safety-compare,helpfulness,helpfulness-compare,sweep,reproduce}")
     _eval_parser(sub); _synth_parser(sub); _train_parser(sub); _compare_parser(sub); _judge_parser(sub)
-    _safety_parser(sub); _safety_compare_parser(sub); _reproduce_parser(sub)
+    _safety_parser(sub); _safety_compare_parser(sub); _helpfulness_parser(sub); _helpfulness_compare_parser(sub); _sweep_parser(sub)
+    _reproduce_parser(sub)
     return p
 
 def main(argv: list[str] | None = None) -> int:
     "Console entry point: run a sub-command; user errors exit with status 2 and one line saying what to fix."
     args = parser().parse_args(argv)
     cmds = {"eval": cmd_eval, "synth": cmd_synth, "train": cmd_train, "compare": cmd_compare, "judge": cmd_judge,
-            "safety": cmd_safety, "safety-compare": cmd_safety_compare, "reproduce": cmd_reproduce}
+            "safety": cmd_safety, "safety-compare": cmd_safety_compare, "helpfulness": cmd_helpfulness,
+            "helpfulness-compare": cmd_helpfulness_compare, "sweep": cmd_sweep, "reproduce": cmd_reproduce}
     try: return cmds[args.command](args)
     except C2Error as e:
         print(f"c2cc {args.command}: error: {e}", file=sys.stderr)

@@ -10,25 +10,38 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .benchmark import corrected_matrix
-from .core import (ConfigError, DataError, StageConfig, append_jsonl, environment_info, numbered_jsonl,
-                                    profiles_dir, read_json, read_jsonl, write_json)
+from .core import (ConfigError, DataError, StageConfig, append_jsonl, derive_seed, environment_info,
+                                    numbered_jsonl, profiles_dir, read_json, read_jsonl, write_json)
+from .data import load_helpful_pairs, split_pairs
 from .models import load_model, load_tokenizer, resolve_model
 
 # %% auto #0
-__all__ = ['METHODS', 'PAIR_FIELDS', 'CURVE_KEYS', 'TrainConfig', 'read_pairs', 'diverging_token', 'usable_pairs', 'sample_pairs',
-           'parting_window_collator', 'linear_module_names', 'check_target_modules', 'lora_config', 'trim_curves',
-           'plot_curves', 'model_card', 'latest_checkpoint', 'trained_model_path', 'last_mean', 'train_dpo',
-           'compare_runs', 'paired_change', 'mean_words_to_correct', 'before_after_table', 'write_comparison']
+__all__ = ['METHODS', 'UTILITY_REFUSALS', 'PAIR_FIELDS', 'CURVE_KEYS', 'TrainConfig', 'read_pairs', 'diverging_token',
+           'usable_pairs', 'sample_pairs', 'utility_pairs', 'training_pairs', 'parting_window_collator',
+           'linear_module_names', 'check_target_modules', 'lora_config', 'trim_curves', 'plot_curves', 'model_card',
+           'latest_checkpoint', 'trained_model_path', 'last_mean', 'train_dpo', 'compare_runs', 'paired_change',
+           'mean_words_to_correct', 'before_after_table', 'write_comparison']
 
 # %% ../nbs/30_dpo.ipynb #463bd1fe
 METHODS = ("lora", "full")
+UTILITY_REFUSALS = ["I'm sorry, but I can't help with that.", "I can't assist with this request.",
+                    "I'm sorry, but I cannot provide that information.", "I won't help with this, because it could cause harm.",
+                    "I'm not able to help with that request."]
+"The refusals a utility pair rejects: the openings the default C2-Syn safe responses start from."
 
 @dataclass
 class TrainConfig(StageConfig):
     "Settings of one DPO run."
     model: str = "default"                  # base model: `default`, a folder, a .gguf file or a hub id
     pairs: str = "outputs/default/synth"    # a C2-Syn output folder or a pairs.jsonl file
-    n_pairs: int | None = None              # train on a seeded random sample of this many usable pairs (None: all)
+    n_pairs: int | None = None              # train on this many pairs: C2-Syn pairs (a seeded sample) and utility pairs (None: all)
+    utility_data: str | None = None         # helpful pairs for the utility anchor (see data.load_helpful_pairs); None: C2-Syn only
+    utility_ratio: float = 0.0              # share of the training pairs that are utility pairs (a helpful answer chosen over a refusal)
+    utility_test_size: int = 25             # the helpful pairs' test and validation splits, never trained on
+    utility_val_size: int = 20              #   (from the profile's `helpfulness` section)
+    utility_seed: int = 0
+    utility_refusals: list[str] = field(default_factory=lambda: list(UTILITY_REFUSALS))
+    nll_weight: float = 0.0                 # weight of TRL's `sft` loss (NLL of every chosen answer) beside DPO's (RPO); 0: off
     method: str = "lora"                    # lora (adapter; reference = adapter off) or full (all weights; reference = a frozen copy)
     lora_r: int = 16
     lora_alpha: int = 32
@@ -66,6 +79,21 @@ class TrainConfig(StageConfig):
         if not (0 <= self.warmup < 1 and 0 <= self.lora_dropout < 1): raise ConfigError("warmup and lora_dropout must lie in [0, 1)")
         if not isinstance(self.min_diverging_tokens, int) or not 1 <= self.min_diverging_tokens < self.max_length:
             raise ConfigError(f"min_diverging_tokens must be a whole number from 1 to max_length - 1, got {self.min_diverging_tokens!r}")
+        if not isinstance(self.utility_ratio, (int, float)) or not 0 <= self.utility_ratio <= 1:
+            raise ConfigError(f"utility_ratio must be a number in [0, 1] (the share of utility pairs), got {self.utility_ratio!r}")
+        if self.utility_ratio > 0 and not self.utility_data:
+            raise ConfigError(f"utility_ratio {self.utility_ratio} needs utility_data (e.g. default: PyRIT's benign requests with their answers)")
+        if self.utility_ratio == 1 and self.n_pairs is None: raise ConfigError("utility_ratio 1 (utility pairs only) needs n_pairs")
+        if not isinstance(self.nll_weight, (int, float)) or self.nll_weight < 0: raise ConfigError(f"nll_weight must be a number >= 0, got {self.nll_weight!r}")
+        self.require_whole(("utility_test_size", "utility_val_size"), minimum=0)
+        if not (isinstance(self.utility_refusals, list) and self.utility_refusals and all(isinstance(r, str) and r.strip() for r in self.utility_refusals)):
+            raise ConfigError(f"utility_refusals must be a non-empty list of refusals, got {self.utility_refusals!r}")
+
+    @classmethod
+    def profile_defaults(cls, profile: dict) -> dict:
+        "The helpful pairs' split of the profile's `helpfulness` section, so that the utility anchor never holds a measured request."
+        h = profile.get("helpfulness", {})
+        return {k: h[src] for k, src in [("utility_test_size", "test_size"), ("utility_val_size", "val_size"), ("utility_seed", "seed")] if src in h}
 
     @property
     def pairs_file(self) -> Path:
@@ -138,6 +166,34 @@ def sample_pairs(usable: list[int], n: int | None, seed: int) -> list[int]:
     "A seeded random sample of `n` usable pair indices (all when n is None), in file order."
     if n is None or n >= len(usable): return list(usable)
     return sorted(random.Random(seed).sample(usable, n))
+
+# %% ../nbs/30_dpo.ipynb #1e56f670
+def utility_pairs(cfg: TrainConfig, n: int) -> tuple[list[dict], dict]:
+    "`n` utility preference pairs (a benign request's helpful answer chosen over a refusal) from the training split of `cfg.utility_data`, and a record of them."
+    if n == 0: return [], dict(source=cfg.utility_data, requests=0, used=0)
+    helpful = split_pairs(load_helpful_pairs(cfg.utility_data), cfg.utility_test_size, cfg.utility_seed, cfg.utility_val_size)[2]
+    if not helpful:
+        raise DataError(cfg.utility_data, None, f"the training split of the utility data is empty (test_size {cfg.utility_test_size} and "
+                        f"val_size {cfg.utility_val_size} take every helpful pair); lower them or give more utility data")
+    order = random.Random(derive_seed(cfg.seed, "utility")).sample(helpful, len(helpful))
+    refusals = cfg.utility_refusals
+    rows = []
+    for i in range(n):
+        h, cycle = order[i % len(order)], i // len(order)
+        refusal = refusals[(derive_seed(cfg.seed, "refusal", h.item_id) + cycle) % len(refusals)]
+        rows.append(dict(prompt=[{"role": "user", "content": h.request}], chosen=[{"role": "assistant", "content": h.response}],
+                         rejected=[{"role": "assistant", "content": refusal}], kind="utility", item_id=h.item_id))
+    return rows, dict(source=cfg.utility_data, requests=len(helpful), used=n, distinct=len({(r["item_id"], r["rejected"][0]["content"]) for r in rows}))
+
+def training_pairs(cfg: TrainConfig, pairs: list[dict], usable: list[int]) -> tuple[list[dict], dict]:
+    "The rows the trainer gets: a seeded sample of the usable C2-Syn pairs plus utility pairs at `utility_ratio` of the total; and which ones."
+    r = cfg.utility_ratio
+    if cfg.n_pairs is None: n_util = round(r * len(usable) / (1 - r)) if r < 1 else 0
+    else: n_util = round(r * cfg.n_pairs)
+    chosen = sample_pairs(usable, None if cfg.n_pairs is None else cfg.n_pairs - n_util, cfg.seed)
+    util, record = utility_pairs(cfg, n_util)
+    rows = [{**{f: pairs[i][f] for f in PAIR_FIELDS}, "kind": "c2syn"} for i in chosen] + util
+    return rows, dict(c2syn_lines=[i + 1 for i in chosen], utility=record)
 
 # %% ../nbs/30_dpo.ipynb #5237e2cc
 def parting_window_collator(pad_token_id: int, max_length: int | None, window: int | None):
@@ -223,8 +279,11 @@ def model_card(cfg: TrainConfig, stats: dict) -> str:
              "optimization on C2-Syn pairs, where of two answers to the same harmful request the one that turns back "
              "earlier is preferred. For safety research; not a safety guarantee.", "",
              f"- base model: `{cfg.model}`",
-             f"- data: `{d['pairs_file']}` (C2-Syn pairs): {d['used']} of {d['total']} pairs used "
+             f"- data: `{d['pairs_file']}` (C2-Syn pairs): {d['c2syn_used']} of {d['total']} pairs used "
              f"(dropped: {d['dropped'] or 'none'}; sampled: {cfg.n_pairs or 'all'}, seed {cfg.seed})",
+             f"- utility pairs: {d['utility']['used']} ({cfg.utility_ratio:.0%} of the training pairs): helpful answers to benign requests "
+             f"of `{cfg.utility_data}` ({d['utility']['requests']} training requests) chosen over refusals" if d["utility"]["used"] else "- utility pairs: none",
+             f"- loss: DPO sigmoid" + (f" + {cfg.nll_weight} x NLL of the chosen answers (TRL `sft` loss)" if cfg.nll_weight else ""),
              f"- method: DPO (TRL {stats['environment']['packages'].get('trl')}), "
              + (f"LoRA r={cfg.lora_r}, alpha={cfg.lora_alpha} on {cfg.target_modules}; reference = base with the adapter off"
                 if cfg.method == "lora" else "full fine-tuning; reference = a frozen copy of the base"),
@@ -271,18 +330,19 @@ def train_dpo(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     device, dtype = str(next(model.parameters()).device), str(next(model.parameters()).dtype).replace("torch.", "")
     if cfg.method == "lora": check_target_modules(model, cfg.target_modules, cfg.model)
     usable, dropped = usable_pairs(pairs, tok, cfg.max_length, cfg.min_diverging_tokens)
-    chosen = sample_pairs(usable, cfg.n_pairs, cfg.seed)
-    if not chosen: raise DataError(pairs_file, None, f"no pair fits max_length {cfg.max_length} (dropped: {dict(dropped)}); raise max_length")
-    data = dict(pairs_file=str(pairs_file), total=len(pairs), usable=len(usable), used=len(chosen), dropped=dict(dropped),
-                lines=[i + 1 for i in chosen])
+    if not usable and cfg.utility_ratio < 1: raise DataError(pairs_file, None, f"no pair fits max_length {cfg.max_length} (dropped: {dict(dropped)}); raise max_length")
+    rows, which = training_pairs(cfg, pairs, usable)
+    data = dict(pairs_file=str(pairs_file), total=len(pairs), usable=len(usable), used=len(rows), c2syn_used=len(which["c2syn_lines"]),
+                utility=which["utility"], dropped=dict(dropped), lines=which["c2syn_lines"])
     write_json(out/"data.json", data)
-    train_set = Dataset.from_list([{f: pairs[i][f] for f in PAIR_FIELDS} for i in chosen])
+    train_set = Dataset.from_list([{f: r[f] for f in PAIR_FIELDS} for r in rows])
     on_cuda = device.startswith("cuda")
     set_seed(cfg.seed)   # the adapter's random initialization, so that a run and its resumed twin start alike
     args = DPOConfig(
         output_dir=str(out/"checkpoints"), per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
         learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps or -1,
         lr_scheduler_type="cosine", warmup_steps=cfg.warmup, beta=cfg.beta, max_length=cfg.max_length,
+        **(dict(loss_type=["sigmoid", "sft"], loss_weights=[1.0, float(cfg.nll_weight)]) if cfg.nll_weight else {}),
         bf16=dtype == "bfloat16", use_cpu=not on_cuda,
         gradient_checkpointing=on_cuda if cfg.gradient_checkpointing is None else cfg.gradient_checkpointing,
         logging_steps=1, save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=2, seed=cfg.seed, data_seed=cfg.seed,
@@ -301,9 +361,9 @@ def train_dpo(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.perf_counter() - t0
     curves = read_jsonl(out/"curves.jsonl")
-    plot_curves(curves, out/"curves.png", f"DPO on C2-Syn: {cfg.model}, {len(chosen)} pairs")
+    plot_curves(curves, out/"curves.png", f"DPO on C2-Syn: {cfg.model}, {len(rows)} pairs" + (f" ({which['utility']['used']} utility)" if cfg.utility_ratio else ""))
     peak = (torch.cuda.max_memory_allocated() if on_cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**30
-    stats = dict(steps=trainer.state.global_step, epochs=round(trainer.state.epoch or 0, 4), pairs_used=len(chosen),
+    stats = dict(steps=trainer.state.global_step, epochs=round(trainer.state.epoch or 0, 4), pairs_used=len(rows),
                  train_seconds=round(seconds, 1), resumed_from=resume.name if resume else None,
                  seconds_per_step=round(seconds / max(1, trainer.state.global_step - (int(resume.name.split('-')[-1]) if resume else 0)), 2),
                  peak_memory_gib=round(peak, 2), peak_memory_kind="cuda allocated" if on_cuda else "process max RSS",

@@ -17,25 +17,28 @@ from .dpo import last_mean, mean_words_to_correct, compare_runs, paired_change
 from .models import DEFAULT_MODEL_NAME
 
 # %% auto #0
-__all__ = ['EVAL_KEYS', 'SAFETY_KEYS', 'SYNTH_KEYS', 'CURVE_FIELDS', 'PATH_FIELDS', 'RESPONSE_FIELDS', 'ROLE_COLORS',
-           'LATEX_SPECIAL', 'SIZE_PATTERN', 'RESPONSE_NAMES', 'ATTACK_LABELS', 'SAFETY_ARTIFACTS', 'build_safety_asr',
-           'build_safety_asr_plot', 'build_safety_asr_by_category', 'build_safety_benign', 'BUILDERS', 'PAPER_MAP',
-           'ENVIRONMENT_PACKAGES', 'require_keys', 'read_records', 'resolve_run', 'RunResults', 'read_run',
-           'why_missing', 'Artifact', 'NotProduced', 'figure_style', 'role_color', 'save_figure', 'format_cell',
-           'markdown_table', 'latex_escape', 'latex_table', 'write_csv', 'save_table', 'model_label', 'judge_label',
-           'c2eval_rows', 'build_c2eval_models', 'build_corr_at_k', 'model_size', 'build_corr_mean_by_size',
-           'read_continuations', 'correction_example', 'shorten', 'text_figure', 'build_course_correction_example',
-           'read_responses', 'ranked_example', 'segment_words', 'build_c2syn_ranked_responses',
-           'build_c2syn_cut_positions', 'c2syn_drop_rows', 'build_c2syn_drops', 'build_c2syn_responses',
-           'build_dpo_training_curves', 'before_after_rows', 'build_before_after', 'case_study_picks',
-           'build_case_studies', 'safety_asr_table', 'safety_asr_figure', 'safety_category_table',
-           'safety_benign_table', 'write_safety_comparison', 'build_all', 'display_path', 'profile_name',
-           'stage_configs', 'environment_rows', 'timing_rows', 'invocation_rows', 'write_report', 'file_record',
-           'write_provenance', 'make_report']
+__all__ = ['EVAL_KEYS', 'SAFETY_KEYS', 'HELP_KEYS', 'SWEEP_KEYS', 'SYNTH_KEYS', 'CURVE_FIELDS', 'PATH_FIELDS', 'RESPONSE_FIELDS',
+           'ROLE_COLORS', 'LATEX_SPECIAL', 'SIZE_PATTERN', 'RESPONSE_NAMES', 'HELP_SOURCES', 'ATTACK_LABELS',
+           'SAFETY_ARTIFACTS', 'build_safety_asr', 'build_safety_asr_plot', 'build_safety_asr_by_category',
+           'build_safety_benign', 'BUILDERS', 'PAPER_MAP', 'ENVIRONMENT_PACKAGES', 'require_keys', 'read_records',
+           'resolve_run', 'RunResults', 'read_run', 'why_missing', 'Artifact', 'NotProduced', 'figure_style',
+           'role_color', 'save_figure', 'format_cell', 'markdown_table', 'latex_escape', 'latex_table', 'write_csv',
+           'save_table', 'model_label', 'judge_label', 'c2eval_rows', 'build_c2eval_models', 'build_corr_at_k',
+           'model_size', 'build_corr_mean_by_size', 'read_continuations', 'correction_example', 'shorten',
+           'text_figure', 'build_course_correction_example', 'read_responses', 'ranked_example', 'segment_words',
+           'build_c2syn_ranked_responses', 'build_c2syn_cut_positions', 'c2syn_drop_rows', 'build_c2syn_drops',
+           'build_c2syn_responses', 'build_dpo_training_curves', 'helpfulness_rows', 'helpfulness_sentence',
+           'build_helpfulness', 'before_after_rows', 'build_before_after', 'case_study_picks', 'build_case_studies',
+           'safety_asr_table', 'safety_asr_figure', 'safety_category_table', 'safety_benign_table',
+           'write_safety_comparison', 'pareto_front', 'build_tradeoff', 'build_tradeoff_plot', 'build_all',
+           'display_path', 'profile_name', 'stage_configs', 'environment_rows', 'timing_rows', 'invocation_rows',
+           'write_report', 'file_record', 'write_provenance', 'make_report']
 
 # %% ../nbs/50_figures.ipynb #35a26f00
 EVAL_KEYS = ("corr_at_k", "ci95_at_k", "corr_mean", "corr_mean_ci95", "n_items", "samples", "model", "judge", "config")
 SAFETY_KEYS = ("asr", "asr_by_category", "benign", "model", "judge", "n_behaviors", "adaptive_behaviors", "config")
+HELP_KEYS = ("refusal", "degenerate", "nll", "model", "part", "config")
+SWEEP_KEYS = ("rows", "chosen", "chosen_qualifies", "bounds", "base", "rule", "config")
 SYNTH_KEYS = ("requests_selected", "requests_kept", "pairs", "drops", "response_words", "tail_words", "cut_words",
               "cut_fraction", "qc_pass_rate")
 CURVE_FIELDS = ("step", "loss", "reward_margin", "reward_accuracy")
@@ -76,6 +79,8 @@ class RunResults:
     reproduce: dict | None          # reproduce.json, the orchestrator's record of the stages it ran
     profile: str | None             # profile.yaml, the resolved profile of the run
     safety: dict[str, dict] = field(default_factory=dict)   # safety-* folder name -> its summary.json (finished runs)
+    helpfulness: dict[str, dict] = field(default_factory=dict)   # helpfulness-* folder name -> its summary.json (finished runs)
+    sweep: dict | None = None       # sweep/summary.json, the validation sweep of training settings
 
 def _eval_order(name: str) -> tuple[int, str]:
     "Sort key of eval-* folders: the base model first and the trained one second, as the paper compares them."
@@ -99,8 +104,11 @@ def read_run(run: str | Path | None) -> RunResults:
                      curves=read_records(curves, CURVE_FIELDS, "a DPO training-curve row (written by `c2cc train`)") if curves else None,
                      reproduce=read_json(reproduce) if reproduce else None, profile=profile.read_text() if profile else None,
                      safety={d.name: require_keys(read_json(d/"summary.json"), SAFETY_KEYS, d/"summary.json", "a safety summary (written by `c2cc safety`)")
-                             for d in sorted(folder.glob("safety-*")) if (d/"summary.json").exists()})
-    if not (evals or unfinished or res.synth or res.curves or res.safety):
+                             for d in sorted(folder.glob("safety-*")) if (d/"summary.json").exists()},
+                     helpfulness={d.name: require_keys(read_json(d/"summary.json"), HELP_KEYS, d/"summary.json", "a helpfulness summary (written by `c2cc helpfulness`)")
+                                  for d in sorted(folder.glob("helpfulness-*")) if (d/"summary.json").exists()},
+                     sweep=require_keys(read_json(sw), SWEEP_KEYS, sw, "a sweep summary (written by `c2cc sweep`)") if (sw := optional("sweep/summary.json")) else None)
+    if not (evals or unfinished or res.synth or res.curves or res.safety or res.helpfulness or res.sweep):
         raise ConfigError(f"{folder} holds no results of any stage: expected eval-*/summary.json and eval-*/continuations.jsonl "
                           "(C2-Eval), synth/stats.json and synth/responses.jsonl (C2-Syn), train/curves.jsonl (DPO) or safety-*/summary.json (safety); run "
                           "`c2cc reproduce --profile P`, or the stage commands with --out under this folder")
@@ -534,6 +542,57 @@ def build_dpo_training_curves(res: RunResults, out: Path) -> Artifact:
                     f"(log 2 = 0.693 at the start), the reward margin {final['reward_margin']:.2f} and the reward accuracy {final['reward_accuracy']:.3f}.",
                     [str(f.relative_to(out)) for f in files], ["train/curves.jsonl"] + (["train/stats.json"] if res.train else []))
 
+# %% ../nbs/50_figures.ipynb #f4fac351
+HELP_SOURCES = [f"{d}/{f}" for d in ("helpfulness-base", "helpfulness-trained") for f in ("summary.json", "answers.jsonl", "nll.jsonl")]
+
+def _helpfulness_comparison(res: RunResults) -> dict | None:
+    "`compare_helpfulness` of the run's helpfulness-base and helpfulness-trained runs, or None when either is missing."
+    if not {"helpfulness-base", "helpfulness-trained"} <= set(res.helpfulness): return None
+    from c2_course_correct.helpfulness import compare_helpfulness
+    return compare_helpfulness(res.folder/"helpfulness-base", res.folder/"helpfulness-trained")
+
+def helpfulness_rows(cmp: dict) -> list[dict]:
+    "Benign refusals, degenerate answers, NLL of held-out helpful responses and answer similarity, base and trained, with the paired changes."
+    row = lambda metric, before, after, change, ci: {"metric": metric, "base": before["rate"] if "rate" in before else before["mean"],
+                                                    "base 95% CI": before["ci95"], "trained": after["rate"] if "rate" in after else after["mean"],
+                                                    "trained 95% CI": after["ci95"], "change": change, "change 95% CI (paired)": ci}
+    r, d, x, s = cmp["refusal"], cmp["degenerate"], cmp["nll"], cmp["similarity"]
+    return [row(f"benign requests refused (of {r['before']['n']})", r["before"], r["after"], r["change"]["change"], r["change"]["ci95"]),
+            row(f"degenerate answers (of {d['before']['n']})", d["before"], d["after"], d["change"]["change"], d["change"]["ci95"]),
+            row(f"NLL per token, {x['responses']} held-out helpful responses (change: relative)", x["before"], x["after"],
+                x["relative_change"], x["relative_change_ci95"]),
+            {"metric": "ROUGE-L F1 of the answers to the base model's", "base": 1.0, "trained": s["rouge_l"]},
+            {"metric": f"answers identical to the base model's (of {s['answers']})", "base": s["answers"], "trained": s["identical"]}]
+
+def helpfulness_sentence(cmp: dict) -> str:
+    "One sentence of the helpfulness comparison's key numbers."
+    r, d, x = cmp["refusal"], cmp["degenerate"], cmp["nll"]
+    return (f"benign requests refused {format_cell(r['before']['rate'])} -> {format_cell(r['after']['rate'])} (paired change "
+            f"{r['change']['change']:+.3f} {_interval_text(r['change']['ci95'], True)}), degenerate answers {format_cell(d['before']['rate'])} -> "
+            f"{format_cell(d['after']['rate'])}, NLL of held-out helpful responses {x['relative_change']:+.1%} "
+            f"[{x['relative_change_ci95'][0]:+.1%}, {x['relative_change_ci95'][1]:+.1%}]")
+
+def build_helpfulness(res: RunResults, out: Path) -> Artifact:
+    "Helpfulness of the base and the trained model (benign refusals by source and reason, degenerate answers, NLL, drift); also writes helpfulness.json."
+    cmp = _helpfulness_comparison(res)
+    if cmp is None:
+        stage = next(s for s in ("helpfulness-base", "helpfulness-trained") if s not in res.helpfulness)
+        raise NotProduced("helpfulness", f"needs the helpfulness stage on the base and the trained model; {why_missing(res, stage, f'{stage}/summary.json')}")
+    b, t = res.helpfulness["helpfulness-base"], res.helpfulness["helpfulness-trained"]
+    rows = helpfulness_rows(cmp) + [
+        {"metric": f"refused, {src} requests (of {b['refusal']['by_source'][src]['n']})", "base": b["refusal"]["by_source"][src]["rate"],
+         "base 95% CI": b["refusal"]["by_source"][src]["ci95"], "trained": t["refusal"]["by_source"][src]["rate"],
+         "trained 95% CI": t["refusal"]["by_source"][src]["ci95"]} for src in b["refusal"]["by_source"]] + [
+        {"metric": f"refused as: {why}", "base": b["refusal"]["reasons"].get(why, 0), "trained": t["refusal"]["reasons"].get(why, 0)}
+        for why in sorted(set(b["refusal"]["reasons"]) | set(t["refusal"]["reasons"]))]
+    files = save_table(rows, out/"tables", "helpfulness")
+    write_json(out/"helpfulness.json", cmp)
+    return Artifact("helpfulness", "table", "Helpfulness before and after training",
+                    f"On the {cmp['part']} part ({cmp['requests']} benign requests; a refusal, an off-topic answer or an echo counts as refused, "
+                    f"degenerate answers by the rule of `judge.degenerate_reason`): {helpfulness_sentence(cmp)}; the trained model's answers keep a "
+                    f"ROUGE-L F1 of {format_cell(cmp['similarity']['rouge_l'])} with the base model's.",
+                    [str(f.relative_to(out)) for f in files] + ["helpfulness.json"], HELP_SOURCES)
+
 # %% ../nbs/50_figures.ipynb #b355045a
 def _paired_runs(res: RunResults, artifact: str) -> tuple[dict, dict, list[dict], list[dict]]:
     "Summaries and continuations of eval-base and eval-trained, checked comparable; NotProduced for `artifact` otherwise."
@@ -563,17 +622,21 @@ def build_before_after(res: RunResults, out: Path) -> Artifact:
     base, trained, base_rows, trained_rows = _paired_runs(res, "before_after")
     try: change = paired_change(base_rows, trained_rows, base["config"]["k"], seed=base["config"].get("seed", 0))
     except ConfigError as e: raise NotProduced("before_after", str(e)) from None
-    files = save_table(before_after_rows(base, trained, change), out/"tables", "before_after")
+    help_cmp = _helpfulness_comparison(res)
+    rows = before_after_rows(base, trained, change) + (helpfulness_rows(help_cmp) if help_cmp else [])
+    files = save_table(rows, out/"tables", "before_after")
     words = mean_words_to_correct(base), mean_words_to_correct(trained)
     sooner = (f"; those that turned back wrote {words[0]:.1f} and {words[1]:.1f} words of their own first"
               if None not in words else "")
+    if help_cmp: sooner += f". On the other side: {helpfulness_sentence(help_cmp)}"
     return Artifact("before_after", "table", "C2-Eval before and after DPO on C2-Syn",
                     f"On the same {change['n_items']} held-out items, prefixes and seeds, Corr_mean went from {format_cell(base['corr_mean'])} "
                     f"{_interval(base['corr_mean_ci95'])} (base) to {format_cell(trained['corr_mean'])} {_interval(trained['corr_mean_ci95'])} (trained), "
                     f"a paired change of {change['change']:+.3f} [{change['ci95'][0]:+.3f}, {change['ci95'][1]:+.3f}] "
                     f"({change['resamples_above_zero']:.0%} of resamples above zero){sooner}.",
                     [str(f.relative_to(out)) for f in files],
-                    [f"{n}/{f}" for n in ("eval-base", "eval-trained") for f in ("summary.json", "continuations.jsonl")])
+                    [f"{n}/{f}" for n in ("eval-base", "eval-trained") for f in ("summary.json", "continuations.jsonl")]
+                    + (HELP_SOURCES if help_cmp else []))
 
 def case_study_picks(base_rows: list[dict], trained_rows: list[dict], n: int = 4) -> list[tuple[dict, dict]]:
     "Up to `n` paths (one per item) continued by both runs: trained-only corrections first, then both, base-only, neither; file order within each."
@@ -709,11 +772,76 @@ build_safety_asr_plot = _safety_builder(safety_asr_figure, "safety_asr_plot")
 build_safety_asr_by_category = _safety_builder(safety_category_table, "safety_asr_by_category")
 build_safety_benign = _safety_builder(safety_benign_table, "safety_benign")
 
+# %% ../nbs/50_figures.ipynb #56e6bfc4
+def pareto_front(rows: list[dict], x: str = "benign_refusal", y: str = "corr_mean") -> list[dict]:
+    "The rows no other row beats on both `y` (higher) and `x` (lower), sorted by `x`."
+    beats = lambda a, b: a[x] <= b[x] and a[y] >= b[y] and (a[x] < b[x] or a[y] > b[y])
+    return sorted((r for r in rows if not any(beats(o, r) for o in rows)), key=lambda r: (r[x], -r[y]))
+
+def _need_sweep(res: RunResults, name: str) -> dict:
+    if res.sweep is None: raise NotProduced(name, why_missing(res, "sweep", "sweep/summary.json") + " (the sweep is optional: `c2cc reproduce --stages sweep`)")
+    return res.sweep
+
+def build_tradeoff(res: RunResults, out: Path) -> Artifact:
+    "Each setting of the validation sweep: its changes, steps, Corr_mean and its paired change, benign refusal, degenerate answers and NLL change."
+    sw = _need_sweep(res, "tradeoff")
+    b = sw["base"]
+    rows = [{"setting": "base model", "changes": "–", "Corr_mean": b["corr_mean"], "Corr_mean 95% CI": b["corr_mean_ci95"],
+             "benign refused": b["benign_refusal"], "benign 95% CI": b["benign_refusal_ci95"], "degenerate": b["degenerate"], "degenerate 95% CI": b["degenerate_ci95"]}]
+    for r in sw["rows"]:
+        rows.append({"setting": r["name"] + (" (chosen)" if r["name"] == sw["chosen"] else ""),
+                     "changes": ", ".join(f"{k}={v}" for k, v in r["setting"].items()) or "the profile's", "steps": r["steps"], "utility pairs": r["utility_pairs"],
+                     "Corr_mean": r["corr_mean"], "Corr_mean 95% CI": r["corr_mean_ci95"], "change (paired)": r["corr_change"], "change 95% CI": r["corr_change_ci95"],
+                     "benign refused": r["benign_refusal"], "benign 95% CI": r["benign_refusal_ci95"], "degenerate": r["degenerate"],
+                     "degenerate 95% CI": r["degenerate_ci95"], "NLL change": r["nll_change"], "NLL change 95% CI": r["nll_change_ci95"],
+                     "qualifies": "yes" if r["qualifies"] else "no"})
+    files = save_table(rows, out/"tables", "tradeoff")
+    v, c = sw.get("validation", {}), next(r for r in sw["rows"] if r["name"] == sw["chosen"])
+    return Artifact("tradeoff", "table", "The safety/helpfulness trade-off on the validation split",
+                    f"{len(sw['rows'])} training settings scored on the validation split ({v.get('harmful_items', '?')} harmful requests, "
+                    f"{v.get('benign_requests', '?')} benign ones); {sum(r['qualifies'] for r in sw['rows'])} kept every helpfulness bound. Chosen by the rule "
+                    f"fixed before the sweep: {sw['chosen']} ({'it qualifies' if sw['chosen_qualifies'] else 'no setting qualified; the closest'}), "
+                    f"Corr_mean {format_cell(c['corr_mean'])} against the base's {format_cell(b['corr_mean'])}, benign refusal "
+                    f"{format_cell(c['benign_refusal'])} against {format_cell(b['benign_refusal'])}.",
+                    [str(f.relative_to(out)) for f in files], ["sweep/summary.json"])
+
+def build_tradeoff_plot(res: RunResults, out: Path) -> Artifact:
+    "The sweep's settings at (benign refusal, Corr_mean) and (NLL change, Corr_mean), base model marked, Pareto front joined, chosen ringed."
+    sw = _need_sweep(res, "tradeoff_plot")
+    plt = figure_style()
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
+    b, rows = sw["base"], sw["rows"]
+    err = lambda v, ci: [[v - ci[0]], [ci[1] - v]]
+    for ax, x, xci, xlabel, bound, base_x in (
+            (axes[0], "benign_refusal", "benign_refusal_ci95", "benign requests refused (validation)", b["benign_refusal"] + sw["bounds"]["refusal"], b["benign_refusal"]),
+            (axes[1], "nll_change", "nll_change_ci95", "NLL change of helpful responses (validation)", sw["bounds"]["nll"], 0.0)):
+        for i, r in enumerate(rows):
+            ax.errorbar(r[x], r["corr_mean"], xerr=err(r[x], r[xci]), yerr=err(r["corr_mean"], r["corr_mean_ci95"]), fmt="o",
+                        color=colors[i % len(colors)], ms=6, lw=0.8, capsize=2, label=r["name"])
+            if r["name"] == sw["chosen"]: ax.plot(r[x], r["corr_mean"], "o", ms=15, mfc="none", mec="black", mew=1.4)
+        ax.errorbar(base_x, b["corr_mean"], yerr=err(b["corr_mean"], b["corr_mean_ci95"]), fmt="*", color="black", ms=13, lw=0.8, capsize=2, label="base model")
+        ax.axvline(bound, color="grey", ls="--", lw=1)
+        ax.set(xlabel=xlabel)
+    front = pareto_front(rows)
+    axes[0].plot([r["benign_refusal"] for r in front], [r["corr_mean"] for r in front], color="grey", lw=1, alpha=0.7, zorder=0)
+    axes[1].xaxis.set_major_formatter(plt.matplotlib.ticker.PercentFormatter(1.0))
+    axes[0].set_ylabel("Corr_mean (validation)")
+    axes[1].legend(fontsize=7, loc="best")
+    fig.suptitle("Course-correction against helpfulness, each training setting (validation split)")
+    files = save_figure(fig, out/"figures", "tradeoff_plot")
+    return Artifact("tradeoff_plot", "figure", "The safety/helpfulness trade-off (Pareto figure)",
+                    f"Corr_mean against benign refusal and against the NLL change for {len(rows)} settings and the base model (star), validation "
+                    f"split, 95% intervals; dashed: the bounds of the selection rule; joined: the Pareto front ({', '.join(r['name'] for r in front)}); "
+                    f"ringed: the chosen setting, {sw['chosen']}.",
+                    [str(f.relative_to(out)) for f in files], ["sweep/summary.json"])
+
 # %% ../nbs/50_figures.ipynb #50c9a0c6
 BUILDERS: list[Callable[[RunResults, Path], Artifact]] = [
     build_c2eval_models, build_corr_at_k, build_before_after, build_case_studies, build_course_correction_example,
     build_corr_mean_by_size, build_c2syn_ranked_responses, build_c2syn_cut_positions, build_c2syn_drops, build_c2syn_responses,
-    build_dpo_training_curves, build_safety_asr, build_safety_asr_plot, build_safety_asr_by_category, build_safety_benign]
+    build_dpo_training_curves, build_safety_asr, build_safety_asr_plot, build_safety_asr_by_category, build_safety_benign,
+    build_helpfulness, build_tradeoff, build_tradeoff_plot]
 "Every artifact's builder, in the order the report shows them."
 
 PAPER_MAP: list[tuple[str, list[str], str | None]] = [
@@ -726,8 +854,9 @@ PAPER_MAP: list[tuple[str, list[str], str | None]] = [
     ("Jailbreak attack success before and after training", ["safety_asr", "safety_asr_plot", "safety_asr_by_category"],
      "nine attacks (the paper's four kinds: GCG, PAIR, AutoDAN, CipherChat; and more) at this profile's budgets; "
      "offline, an embedded 135M model and a keyword compliance judge, not the paper's 7B models and GPT-4o"),
-    ("General ability benchmarks before and after training", ["safety_benign"],
-     "offline: refusal of benign requests and similarity to the base model's answers, which show change, not ability; "
+    ("General ability benchmarks before and after training", ["safety_benign", "helpfulness"],
+     "offline: refusal of benign requests, degenerate answers, the NLL of held-out helpful responses and similarity to the base "
+     "model's answers, which show change, not ability; "
      "the lm-evaluation-harness benchmarks (`ability_tasks`) need the hub and run in the paper profile")]
 "(what the paper shows, the artifacts that regenerate it, a note on how far they do)."
 

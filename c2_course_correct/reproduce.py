@@ -15,14 +15,16 @@ from .benchmark import EvalConfig
 from .synthesis import SynthConfig
 from .dpo import TrainConfig
 from .safety import SafetyConfig
+from .helpfulness import HelpConfig
+from .sweep import SweepConfig
 from .figures import model_size
 
 # %% auto #0
-__all__ = ['SECRET_NAME', 'STAGE_KINDS', 'FLOP_RATES', 'LOAD_SECONDS', 'SAFETY_PROMPT_TOKENS', 'GPU_MEMORY', 'apply_sets',
-           'resolve_profile', 'Stage', 'repo_root', 'portable', 'model_slug', 'plan_stages', 'executed_ok',
-           'stage_status', 'check_no_conflicts', 'model_params', 'stage_work', 'plan_device', 'estimate_seconds',
-           'dry_run_text', 'StageFailed', 'secret_values', 'scrub_secrets', 'run_stage', 'earlier_attempts',
-           'write_profile', 'reproduce']
+__all__ = ['SECRET_NAME', 'STAGE_KINDS', 'OPTIONAL_KINDS', 'FLOP_RATES', 'LOAD_SECONDS', 'SAFETY_PROMPT_TOKENS', 'GPU_MEMORY',
+           'apply_sets', 'resolve_profile', 'Stage', 'repo_root', 'portable', 'model_slug', 'plan_stages',
+           'executed_ok', 'stage_status', 'check_no_conflicts', 'model_params', 'stage_work', 'plan_device',
+           'estimate_seconds', 'dry_run_text', 'StageFailed', 'secret_values', 'scrub_secrets', 'run_stage',
+           'earlier_attempts', 'write_profile', 'reproduce']
 
 # %% ../nbs/60_reproduce.ipynb #44261bab
 SECRET_NAME = re.compile(r"(api_?key|token|secret|password)", re.I)
@@ -52,10 +54,13 @@ def resolve_profile(name_or_path: str | Path, sets: list[str] = ()) -> dict:
 STAGE_KINDS = {  # notebook, stage config class, the file a finished run writes last
     "eval": ("10_benchmark.ipynb", EvalConfig, "summary.json"),
     "synth": ("20_synthesis.ipynb", SynthConfig, "stats.json"),
+    "sweep": ("35_sweep.ipynb", SweepConfig, "summary.json"),
     "train": ("30_dpo.ipynb", TrainConfig, "stats.json"),
     "safety": ("40_safety.ipynb", SafetyConfig, "summary.json"),
+    "helpfulness": ("45_helpfulness.ipynb", HelpConfig, "summary.json"),
     "figures": ("50_figures.ipynb", None, "REPORT.md"),
 }
+OPTIONAL_KINDS = {"sweep"}   # planned, but run only when named in --stages
 
 @dataclass
 class Stage:
@@ -72,6 +77,8 @@ class Stage:
     def executed(self) -> Path: return self.folder/STAGE_KINDS[self.kind][0]
     @property
     def done_file(self) -> Path: return self.folder/STAGE_KINDS[self.kind][2]
+    @property
+    def optional(self) -> bool: return self.kind in OPTIONAL_KINDS
 
 def repo_root() -> Path:
     "The checkout whose notebooks `reproduce` runs."
@@ -90,8 +97,8 @@ def model_slug(model: str) -> str:
     return re.sub(r"[^a-z0-9.]+", "-", model.split("/")[-1].lower()).strip("-")
 
 # %% ../nbs/60_reproduce.ipynb #c7d7f714
-def plan_stages(profile: dict, out: str | Path, only: list[str] | None = None) -> list[Stage]:
-    "The stages a profile asks for, in order, with their parameters and configs (`only`: a subset by name)."
+def plan_stages(profile: dict, out: str | Path, only: list[str] | None = None, optional: bool = False) -> list[Stage]:
+    "The stages a profile asks for, in order, with their parameters and configs (`only`: a subset by name; optional stages only when named, or with `optional`)."
     out = Path(out).resolve()
     prof_file = out/"profile.yaml"
     def stage(name, kind, overrides={}):
@@ -103,21 +110,24 @@ def plan_stages(profile: dict, out: str | Path, only: list[str] | None = None) -
         base = profile["eval"].get("model", "default")
         stages += [stage(f"eval-{model_slug(m)}", "eval", {"model": m}) for m in profile.get("models", []) if m != base]
     if "safety" in profile: stages.append(stage("safety-base", "safety"))
+    if "helpfulness" in profile: stages.append(stage("helpfulness-base", "helpfulness"))
     if "synth" in profile: stages.append(stage("synth", "synth"))
+    pairs = {"pairs": portable(out/"synth")} if "synth" in profile else {}
+    if "sweep" in profile and "train" in profile: stages.append(stage("sweep", "sweep", pairs))
     if "train" in profile:
-        train = stage("train", "train", {"pairs": portable(out/"synth")} if "synth" in profile else {})
+        train = stage("train", "train", pairs)
         stages.append(train)
         trained = portable(train.folder/train.config.model_folder)
-        if "eval" in profile: stages.append(stage("eval-trained", "eval", {"model": trained}))
-        if "safety" in profile: stages.append(stage("safety-trained", "safety", {"model": trained}))
+        for kind in ("eval", "safety", "helpfulness"):
+            if kind in profile: stages.append(stage(f"{kind}-trained", kind, {"model": trained}))
     stages.append(Stage("figures", "figures", out, dict(run=portable(out), out=portable(out))))
     names = [s.name for s in stages]
     if len(set(names)) != len(names): raise ConfigError(f"two stages share a folder name: {names}")
     if only:
         unknown = sorted(set(only) - set(names))
         if unknown: raise ConfigError(f"unknown stage(s) {unknown}; this profile has {names}")
-        stages = [s for s in stages if s.name in only]
-    return stages
+        return [s for s in stages if s.name in only]
+    return [s for s in stages if optional or not s.optional]
 
 # %% ../nbs/60_reproduce.ipynb #1b0cf569
 def executed_ok(nb_path: Path) -> bool:
@@ -147,8 +157,8 @@ def check_no_conflicts(stages: list[Stage]) -> None:
 
 # %% ../nbs/60_reproduce.ipynb #fed95130
 FLOP_RATES = {  # effective FLOP/s per kind of stage
-    "cpu": dict(eval=3.2e10, synth=1.1e10, train=8.1e10, safety=6.0e10),    # measured: 2-core CPU, fp32, the default profile
-    "cuda": dict(eval=1.0e14, synth=5.0e13, train=3.5e14, safety=5.0e13),   # assumed: one H100, bf16
+    "cpu": dict(eval=3.2e10, synth=1.1e10, train=8.1e10, safety=6.0e10, helpfulness=6.0e10),    # measured: 2-core CPU, fp32, the default profile
+    "cuda": dict(eval=1.0e14, synth=5.0e13, train=3.5e14, safety=5.0e13, helpfulness=5.0e13),   # assumed: one H100, bf16
 }
 LOAD_SECONDS = {"cpu": 20, "cuda": 120}   # model load per stage (the default GGUF's dequantization; a 7B from disk)
 
@@ -174,6 +184,14 @@ def stage_work(s: Stage, profile: dict) -> dict:
                     generated=n and n * 5 * retries * c.max_new_tokens, trained=0, model=c.model)
     if s.kind == "safety":
         return _safety_work(c, profile["train"]["model"] if s.name == "safety-trained" else c.model)
+    if s.kind == "helpfulness":
+        return _helpfulness_work(c, profile["train"]["model"] if s.name == "helpfulness-trained" else c.model)
+    if s.kind == "sweep":
+        parts = _sweep_parts(c, profile)
+        return dict(what=f"{len(c.settings)} trainings ({', '.join(x['name'] for x in c.settings)}), each and the base model scored on "
+                         f"{c.eval_items} validation items and the validation benign requests",
+                    generated=sum(w["generated"] or 0 for _, w in parts), trained=sum(w["trained"] or 0 for _, w in parts),
+                    model=c.train_config(profile, c.settings[0]).model, parts=parts)
     if s.kind == "train":
         n = c.n_pairs or 15 * (profile.get("synth", {}).get("n_requests") or 0) or None
         if n is None: return dict(what="all pairs of the C2-Syn run (unknown before it runs)", generated=0, trained=None, model=c.model)
@@ -200,12 +218,29 @@ def _safety_work(c: SafetyConfig, model: str) -> dict:
     return dict(what=f"{n} behaviors x {static // n if n else 0} model-free prompts, {a} behaviors for gcg/autodan/pair: "
                      f"about {tokens:,} tokens read and written", generated=tokens, trained=0, model=model)
 
+def _helpfulness_work(c: HelpConfig, model: str) -> dict:
+    "Tokens a helpfulness run reads and writes: each benign request and its greedy answer, each helpful response scored."
+    try: answers, scored = len(c.requests()), len(c.pairs())
+    except Exception: return dict(what="benign requests (unknown: the helpful pairs cannot be read here)", generated=None, trained=0, model=model)
+    t = SAFETY_PROMPT_TOKENS["benign"]
+    return dict(what=f"{answers} benign requests x {c.max_new_tokens} greedy tokens, {scored} helpful responses x {c.nll_tokens} tokens scored",
+                generated=answers * (t + c.max_new_tokens) + scored * (t + c.nll_tokens), trained=0, model=model)
+
+def _sweep_parts(c: SweepConfig, profile: dict) -> list[tuple[str, dict]]:
+    "(kind, work) of every run a sweep makes: the base model's two validation runs, then each setting's training and two validation runs."
+    from c2_course_correct.sweep import validation_configs
+    ev, hp = validation_configs(profile, c, profile["train"].get("model", "default"))
+    score = [("eval", stage_work(Stage("v", "eval", Path("."), {}, ev), profile)), ("helpfulness", _helpfulness_work(hp, ev.model))]
+    parts = list(score)
+    for x in c.settings: parts += [("train", stage_work(Stage("t", "train", Path("."), {}, c.train_config(profile, x)), profile)), *score]
+    return parts
+
 def _request_bound(c: SynthConfig) -> int | None:
     "With n_requests=None every qualifying request is used: bound it by the data outside C2-Eval's split (when readable offline)."
     from c2_course_correct.data import load_pairs
     try: n = len(load_pairs(c.data, c.split))
     except Exception: return None
-    return max(0, n - c.eval_size) if c.data == c.eval_data else n   # a hub dataset on an offline machine: the estimate says 'unknown'
+    return max(0, n - c.eval_size - c.eval_val_size) if c.data == c.eval_data else n   # a hub dataset on an offline machine: the estimate says 'unknown'
 
 def plan_device(works: list[dict]) -> str:
     "The device a plan is priced on: cuda when this machine has one or any of its models exceeds 1B parameters."
@@ -215,6 +250,9 @@ def plan_device(works: list[dict]) -> str:
 def estimate_seconds(s: Stage, work: dict, dev: str) -> float | None:
     "Estimated seconds of a stage's work on `dev` (see above); None when the model size or the work is unknown."
     if work["model"] is None: return 15.0
+    if "parts" in work:
+        each = [estimate_seconds(Stage(s.name, kind, s.folder, {}), w, dev) for kind, w in work["parts"]]
+        return None if None in each else sum(each)
     n = model_params(work["model"])
     if n is None or work["generated"] is None or work["trained"] is None: return None
     flops = 2 * n * work["generated"] + (10 if work.get("checkpointing") else 8) * n * work["trained"]
@@ -350,7 +388,7 @@ def reproduce(profile: str | Path, out: str | Path | None = None, sets: list[str
         write_profile(prof, out/"profile.yaml", sets)
         rec_file = out/"reproduce.json"
         old = {e["name"]: e for e in (read_json(rec_file)["stages"] if rec_file.exists() else [])}
-        order = [x.name for x in plan_stages(prof, out)]
+        order = [x.name for x in plan_stages(prof, out, optional=True)]
         # stages left out by --stages keep their earlier entries, so the record always covers the whole run
         kept = [old[n] for n in order if n in old and n not in {x.name for x in plan}]
         this = dict(command="c2cc reproduce " + " ".join([f"--profile {profile}"] + [f"--set {x}" for x in sets]

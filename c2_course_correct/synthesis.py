@@ -42,6 +42,7 @@ class SynthConfig(StageConfig):
     eval_data: str = "default"                # the C2-Eval source and split whose held-out requests are excluded
     eval_split: str = "test"
     eval_size: int = 100
+    eval_val_size: int = 0                    # the validation requests after them, excluded too
     eval_seed: int = 0
     max_new_tokens: int = C2_SYN["continuation_max_new_tokens"]
     temperature: float = 0.7
@@ -65,7 +66,7 @@ class SynthConfig(StageConfig):
 
     def __post_init__(self):
         self.require_whole(("min_response_words", "eval_size", "max_new_tokens", "batch_size"))
-        self.require_whole(("qc_retries", "min_tail_words"), minimum=0)
+        self.require_whole(("qc_retries", "min_tail_words", "eval_val_size"), minimum=0)
         if self.n_requests is not None and (not isinstance(self.n_requests, int) or self.n_requests < 1):
             raise ConfigError(f"n_requests must be a positive whole number or null (all), got {self.n_requests!r}")
         for name in ("request_keywords", "sr_prefill"):
@@ -83,18 +84,18 @@ class SynthConfig(StageConfig):
     def profile_defaults(cls, profile: dict) -> dict:
         "The held-out split of the profile's `eval` section, so that C2-Syn never uses a C2-Eval request."
         ev = profile.get("eval", {})
-        return {k: ev[src] for k, src in [("eval_data", "data"), ("eval_split", "split"), ("eval_size", "eval_size"),
+        return {k: ev[src] for k, src in [("eval_data", "data"), ("eval_split", "split"), ("eval_size", "eval_size"), ("eval_val_size", "val_size"),
                                           ("eval_seed", "seed")] if src in ev}
 
 # %% ../nbs/20_synthesis.ipynb #9fb9acba
 def select_requests(cfg: SynthConfig) -> tuple[list[HarmfulPair], Counter]:
     "The requests C2-Syn uses, in source order, and the number left out for each reason."
-    held = {request_key(p.request)
-            for p in split_pairs(load_pairs(cfg.eval_data, cfg.eval_split), cfg.eval_size, cfg.eval_seed)[0]}
+    test, val, _ = split_pairs(load_pairs(cfg.eval_data, cfg.eval_split), cfg.eval_size, cfg.eval_seed, cfg.eval_val_size)
+    held = {request_key(p.request): "in_c2_eval_test" for p in test} | {request_key(p.request): "in_c2_eval_validation" for p in val}
     kept, left_out, seen = [], Counter(), set()
     for p in load_pairs(cfg.data, cfg.split):
         key = request_key(p.request)
-        if key in held: reason = "in_c2_eval_split"
+        if key in held: reason = held[key]
         elif key in seen: reason = "duplicate_request"
         elif cfg.request_keywords and not any(w in p.request for w in cfg.request_keywords): reason = "no_request_keyword"
         elif len(p.response.split()) <= cfg.min_response_words: reason = "response_too_short"
@@ -104,7 +105,7 @@ def select_requests(cfg: SynthConfig) -> tuple[list[HarmfulPair], Counter]:
         if cfg.n_requests and len(kept) == cfg.n_requests: break
     if not kept:
         raise DataError(cfg.data, None, f"no request qualifies for C2-Syn (left out: {dict(left_out)}); it needs harmful "
-                        f"responses of more than {cfg.min_response_words} words outside the C2-Eval split")
+                        f"responses of more than {cfg.min_response_words} words outside C2-Eval's test and validation splits")
     return kept, left_out
 
 # %% ../nbs/20_synthesis.ipynb #99112d09

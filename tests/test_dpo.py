@@ -51,12 +51,14 @@ def test_train_writes_adapter_card_curves_and_stats(trained_run):
     cfg = json.loads((out/"adapter"/"adapter_config.json").read_text())
     assert cfg["base_model_name_or_path"] == "default" and cfg["r"] == 8 and set(cfg["target_modules"]) == {"q_proj", "v_proj"}
     card = (out/"adapter"/"README.md").read_text()
-    assert "base model: `default`" in card and f"8 of {N_PAIRS} pairs used" in card and "LoRA r=8" in card
+    assert "base model: `default`" in card and f"6 of {N_PAIRS} pairs used" in card and "LoRA r=8" in card
+    assert "utility pairs: 2 (25% of the training pairs)" in card and "36 training requests" in card
     curves = read_jsonl(out/"curves.jsonl")
     assert [c["step"] for c in curves] == [1, 2] and all({"loss", "reward_margin", "reward_accuracy"} <= set(c) for c in curves)
     assert (out/"curves.png").stat().st_size > 1000
     data, stats = read_json(out/"data.json"), read_json(out/"stats.json")
-    assert data["used"] == 8 == len(data["lines"]) and data["usable"] + sum(data["dropped"].values()) == data["total"] == N_PAIRS
+    assert data["used"] == 8 and data["c2syn_used"] == 6 == len(data["lines"]) and data["utility"]["used"] == 2   # the smoke ratio, 0.25
+    assert data["usable"] + sum(data["dropped"].values()) == data["total"] == N_PAIRS
     assert stats["steps"] == 2 and stats["device"] == "cpu" and stats["dtype"] == "float32"
     assert trained_model_path(out) == out/"adapter"
 
@@ -161,10 +163,55 @@ def test_bad_pairs(run_c2cc, tmp_path, rows, message):
     (["--learning-rate", "3"], "learning_rate must be a number above 0 and below 1"),
     (["--pairs", "/no/such/folder"], "no preference pairs at /no/such/folder/pairs.jsonl: run `c2cc synth` first"),
     (["--max-length", "40", "--n-pairs", "4"], "no pair fits max_length 40"),
+    (["--utility-ratio", "1.5"], "utility_ratio must be a number in [0, 1] (the share of utility pairs), got 1.5"),
+    (["--utility-ratio", "-0.2"], "utility_ratio must be a number in [0, 1]"),
+    (["--nll-weight", "-1"], "nll_weight must be a number >= 0, got -1.0"),
+    (["--utility-data", "/no/such/useful.jsonl", "--utility-ratio", "0.5", "--n-pairs", "4"], "/no/such/useful.jsonl: file not found"),
 ])
 def test_bad_config(run_c2cc, tmp_path, pairs, args, message):
     r = run_c2cc("train", "--profile", "default", "--pairs", pairs, *args, "--out", tmp_path/"out")
     assert r.returncode == 2 and message in r.stderr, r.stderr
+
+
+def test_a_utility_file_with_no_rows(run_c2cc, tmp_path, pairs):
+    empty = tmp_path/"useful.jsonl"
+    empty.write_text("")
+    r = run_c2cc("train", "--profile", "default", "--pairs", pairs, "--utility-data", empty, "--utility-ratio", "0.5", "--out", tmp_path/"out")
+    assert r.returncode == 2 and f"{empty}: no usable helpful pairs (the file is empty)" in r.stderr, r.stderr
+    prof = tmp_path/"p.yaml"
+    prof.write_text("train:\n  model: default\n  utility_ratio: 0.5\n  utility_data: null\n")
+    r = run_c2cc("train", "--profile", prof, "--out", tmp_path/"out2")
+    assert r.returncode == 2 and "utility_ratio 0.5 needs utility_data" in r.stderr, r.stderr
+
+
+# ---- the utility mix: what reaches the trainer, at what ratio ----------------------------------------------
+
+@pytest.mark.parametrize("ratio, n_pairs, c2syn, utility", [(0.0, 40, 40, 0), (0.25, 40, 30, 10), (0.5, 40, 20, 20), (1.0, 12, 0, 12),
+                                                            (0.5, None, "all", "all")])
+def test_training_pairs_mix_utility_pairs_at_the_ratio(pairs, ratio, n_pairs, c2syn, utility):
+    from c2_course_correct.dpo import TrainConfig, read_pairs, training_pairs
+    from c2_course_correct.helpfulness import HelpConfig
+    rows = read_pairs(pairs)
+    cfg = TrainConfig.from_profile("default", n_pairs=n_pairs, utility_ratio=ratio)
+    mix, which = training_pairs(cfg, rows, list(range(len(rows))))
+    kinds = [r["kind"] for r in mix]
+    if c2syn == "all": c2syn, utility = len(rows), len(rows)          # ratio 0.5 of all usable pairs: as many utility pairs
+    assert kinds.count("c2syn") == c2syn == len(which["c2syn_lines"]) and kinds.count("utility") == utility == which["utility"]["used"]
+    assert all(r["chosen"] != r["rejected"] and set(r) >= {"prompt", "chosen", "rejected"} for r in mix)
+    util = [r for r in mix if r["kind"] == "utility"]
+    assert all(r["rejected"][0]["content"] in cfg.utility_refusals for r in util)
+    measured = {p.request for part in ("test", "validation") for p in HelpConfig.from_profile("default", part=part).pairs()}
+    assert not measured & {r["prompt"][0]["content"] for r in util}   # never a request the helpfulness stage or the sweep measures
+
+
+def test_nll_weight_adds_trl_sft_loss(run_c2cc, tmp_path, pairs, trained_run):
+    out = tmp_path/"rpo"
+    r = run_c2cc(*small(pairs), "--n-pairs", 8, "--max-steps", 2, "--nll-weight", "0.5", "--out", out)
+    assert r.returncode == 0, r.stderr
+    plain, rpo = read_jsonl(trained_run[0]/"curves.jsonl"), read_jsonl(out/"curves.jsonl")
+    assert plain[0]["loss"] == pytest.approx(0.6931, abs=1e-3)       # before any update DPO's loss is log 2 ...
+    assert rpo[0]["loss"] > plain[0]["loss"] + 0.3                     # ... and the NLL term of the chosen answers adds to it
+    assert "+ 0.5 x NLL of the chosen answers" in (out/"adapter"/"README.md").read_text()
 
 
 def test_unknown_setting_in_a_profile(run_c2cc, tmp_path):

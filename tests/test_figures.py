@@ -8,9 +8,9 @@ from c2_course_correct.core import C2Error, DataError, read_json
 from c2_course_correct.figures import make_report
 
 TABLES = ["c2eval_models", "before_after", "case_studies", "c2syn_drops", "c2syn_responses", "safety_asr", "safety_asr_by_category",
-          "safety_benign"]
+          "safety_benign", "helpfulness", "tradeoff"]
 FIGURES = ["corr_at_k", "course_correction_example", "c2syn_ranked_responses", "c2syn_cut_positions", "dpo_training_curves",
-           "safety_asr_plot"]
+           "safety_asr_plot", "tradeoff_plot"]
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +57,22 @@ def test_csv_numbers_are_the_summaries(repo, default_report):
     assert {r["step"]: int(r["requests"]) for r in drops}["preference pairs"] == stats["pairs"]
 
 
+def repo_path():
+    from pathlib import Path
+    return Path(__file__).resolve().parents[1]
+
+
+def test_helpfulness_rows_join_the_before_after_table(repo, default_report):
+    _, out = default_report
+    rows = csv_rows(out/"tables"/"before_after.csv", "metric")
+    committed = read_json(repo/"outputs"/"default"/"helpfulness.json")
+    refused = next(v for k, v in rows.items() if k.startswith("benign requests refused"))
+    assert [float(refused["base"]), float(refused["trained"])] == [committed["refusal"]["before"]["rate"], committed["refusal"]["after"]["rate"]]
+    nll = next(v for k, v in rows.items() if k.startswith("NLL per token"))
+    assert float(nll["change"]) == committed["nll"]["relative_change"]
+    assert read_json(out/"helpfulness.json") == committed
+
+
 def test_report_names_each_file_and_each_exists(default_report):
     report, out = default_report
     text = report.read_text()
@@ -68,7 +84,10 @@ def test_report_names_each_file_and_each_exists(default_report):
         assert hashlib.sha256((out/f).read_bytes()).hexdigest() == record["sha256"] and (out/f).stat().st_size == record["bytes"]
     assert set(provenance["files"]) == produced | {"REPORT.md"}
     headline = text.split("## Headline")[1].split("\n## ")[0]
-    assert "0.006 [0.001, 0.014] (base) to 0.039 [0.021, 0.061] (trained)" in headline
+    base, trained = (read_json(repo_path()/"outputs"/"default"/d/"summary.json") for d in ("eval-base", "eval-trained"))
+    show = lambda s: f"{s['corr_mean']:.3f} [{s['corr_mean_ci95'][0]:.3f}, {s['corr_mean_ci95'][1]:.3f}]"
+    assert f"{show(base)} (base) to {show(trained)} (trained)" in headline
+    assert "benign requests refused" in headline                     # the other side, in the same sentence
     for section in ("## The paper's tables and figures", "## Configuration", "## Environment", "## Timings", "## Not produced"):
         assert section in text
     assert "Jailbreak attack success" in text and "tables/safety_asr.md" in text and "lm-evaluation-harness benchmarks" in text
@@ -88,6 +107,8 @@ def test_run_of_c2eval_alone_reports_the_rest_as_not_produced(repo, tmp_path):
     assert "eval-trained/summary.json" in missing["before_after"] and "eval-trained" in missing["case_studies"]
     for name in ("safety_asr", "safety_asr_plot", "safety_asr_by_category", "safety_benign"):
         assert "safety-base/summary.json not found" in missing[name], missing[name]
+    assert "helpfulness-base/summary.json not found" in missing["helpfulness"]
+    assert "sweep/summary.json not found" in missing["tradeoff"] and "sweep/summary.json not found" in missing["tradeoff_plot"]
     text = report.read_text()
     assert all(f"**{name}**" in text for name in missing)
     assert not (run/"tables"/"before_after.md").exists() and not (run/"figures"/"dpo_training_curves.png").exists()

@@ -19,33 +19,36 @@ def test_smoke_reproduce_killed_during_dpo_resumes_and_reports(repo, run_c2cc, r
     started = time.time()
     run_c2cc_killed(args, watch=out/"train"/"curves.jsonl", lines=1, timeout=900, env={"OPENAI_API_KEY": SECRET})
     time.sleep(3)   # the killed run's kernel sees its parent gone and exits within a second
-    assert read_json(out/"reproduce.json")["stages"][3]["status"] == "running"
+    assert read_json(out/"reproduce.json")["stages"][4]["status"] == "running"
     assert not (out/"train"/"stats.json").exists() and not (out/"REPORT.md").exists()
 
     r = run_c2cc(*args, env={"OPENAI_API_KEY": SECRET}, timeout=900)
     assert r.returncode == 0, r.stderr
-    assert "[1/7] eval-base: complete for this config, skipped" in r.stdout
-    assert "[3/7] synth: complete for this config, skipped" in r.stdout
-    assert "[4/7] train: resuming nbs/30_dpo.ipynb" in r.stdout and "[7/7] figures: running" in r.stdout
+    assert "[1/9] eval-base: complete for this config, skipped" in r.stdout
+    assert "[4/9] synth: complete for this config, skipped" in r.stdout
+    assert "[5/9] train: resuming nbs/30_dpo.ipynb" in r.stdout and "[9/9] figures: running" in r.stdout
+    assert "sweep" not in r.stdout                     # optional: it runs only when named in --stages
     rec = read_json(out/"reproduce.json")
     assert [(s["name"], s["status"]) for s in rec["stages"]] == [
-        ("eval-base", "ran"), ("safety-base", "ran"), ("synth", "ran"), ("train", "resumed"), ("eval-trained", "ran"),
-        ("safety-trained", "ran"), ("figures", "ran")]
+        ("eval-base", "ran"), ("safety-base", "ran"), ("helpfulness-base", "ran"), ("synth", "ran"), ("train", "resumed"),
+        ("eval-trained", "ran"), ("safety-trained", "ran"), ("helpfulness-trained", "ran"), ("figures", "ran")]
+    first = ["eval-base", "safety-base", "helpfulness-base", "synth"]
     assert [(x["ran"], x["skipped"], bool(x["finished"])) for x in rec["invocations"]] == [
-        (["eval-base", "safety-base", "synth"], [], False),
-        (["train", "eval-trained", "safety-trained", "figures"], ["eval-base", "safety-base", "synth"], True)]
-    assert all(s["seconds"] > 0 for s in rec["stages"]) and "(4 stages run, 3 skipped)" in r.stdout
-    train = rec["stages"][3]   # the killed attempt counts too
+        (first, [], False), (["train", "eval-trained", "safety-trained", "helpfulness-trained", "figures"], first, True)]
+    assert all(s["seconds"] > 0 for s in rec["stages"]) and "(5 stages run, 4 skipped)" in r.stdout
+    train = rec["stages"][4]   # the killed attempt counts too
     assert len(train["attempts"]) == 2 and train["seconds"] == round(sum(train["attempts"]), 1) and min(train["attempts"]) > 0
 
     # DPO resumed from its checkpoint: every step logged once, and the trained model is the one evaluated
     assert [c["step"] for c in read_jsonl(out/"train"/"curves.jsonl")] == [1, 2]
     assert read_json(out/"eval-trained"/"config.json")["model"] == str(out/"train"/"adapter")
-    assert read_json(out/"safety-trained"/"config.json") == {**read_json(out/"safety-base"/"config.json"), "model": str(out/"train"/"adapter")}
+    for kind in ("safety", "helpfulness"):
+        assert read_json(out/f"{kind}-trained"/"config.json") == {**read_json(out/f"{kind}-base"/"config.json"), "model": str(out/"train"/"adapter")}
+    assert read_json(out/"train"/"data.json")["utility"]["used"] == 2  # the smoke profile mixes in utility pairs
 
     # each executed notebook sits beside its results, with the parameters papermill injected
-    for name, nb in [("eval-base", "10_benchmark"), ("safety-base", "40_safety"), ("synth", "20_synthesis"), ("train", "30_dpo"),
-                     ("eval-trained", "10_benchmark"), ("safety-trained", "40_safety")]:
+    for name, nb in [("eval-base", "10_benchmark"), ("safety-base", "40_safety"), ("helpfulness-base", "45_helpfulness"), ("synth", "20_synthesis"),
+                     ("train", "30_dpo"), ("eval-trained", "10_benchmark"), ("safety-trained", "40_safety"), ("helpfulness-trained", "45_helpfulness")]:
         cells = json.loads((out/name/f"{nb}.ipynb").read_text())["cells"]
         injected = [c for c in cells if "injected-parameters" in c["metadata"].get("tags", [])]
         assert len(injected) == 1 and str(out/name) in "".join(injected[0]["source"])
@@ -53,7 +56,7 @@ def test_smoke_reproduce_killed_during_dpo_resumes_and_reports(repo, run_c2cc, r
     # every table and figure of the report exists and was written by this run
     arts = read_json(out/"artifacts.json")
     files = [f for a in arts["artifacts"] for f in a["files"]]
-    assert {p.split("/")[0] for p in files} == {"tables", "figures"}
+    assert {p.split("/")[0] for p in files} == {"tables", "figures", "helpfulness.json"}
     report = (out/"REPORT.md").read_text()
     for f in files:
         assert (out/f).stat().st_mtime >= started, f
@@ -63,7 +66,9 @@ def test_smoke_reproduce_killed_during_dpo_resumes_and_reports(repo, run_c2cc, r
     assert all((out/f"{x}.png").exists() and (out/f"{x}.pdf").exists() for x in figures)
     assert all((out/f"{x}.{e}").exists() for x in tables for e in ("md", "csv", "tex"))
     assert {"tables/c2eval_models", "tables/before_after", "figures/dpo_training_curves", "tables/safety_asr",
-            "figures/safety_asr_plot", "tables/safety_benign"} <= figures | tables
+            "figures/safety_asr_plot", "tables/safety_benign", "tables/helpfulness"} <= figures | tables
+    assert "benign requests refused" in (out/"tables"/"before_after.md").read_text()   # both sides in one table
+    assert "sweep/summary.json not found" in read_json(out/"artifacts.json")["not_produced"]["tradeoff"]
 
     # the secret in the environment appears in no file of the run
     leaks = [p for p in out.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
@@ -73,11 +78,12 @@ def test_smoke_reproduce_killed_during_dpo_resumes_and_reports(repo, run_c2cc, r
 def test_paper_dry_run_needs_no_gpu_and_writes_nothing(run_c2cc, tmp_path):
     r = run_c2cc("reproduce", "--profile", "paper", "--out", tmp_path/"paper", "--dry-run")
     assert r.returncode == 0, r.stderr
-    blocks = re.findall(r"^\[(\d+)/16\] (\S+): nbs/(\S+) -> .*\n    parameters: (.*)\n    work: (.*)\n    estimate: (.*)$", r.stdout, re.M)
-    assert len(blocks) == 16 and [b[1] for b in blocks][-4:] == ["train", "eval-trained", "safety-trained", "figures"]
+    blocks = re.findall(r"^\[(\d+)/18\] (\S+): nbs/(\S+) -> .*\n    parameters: (.*)\n    work: (.*)\n    estimate: (.*)$", r.stdout, re.M)
+    assert len(blocks) == 18 and [b[1] for b in blocks][-5:] == ["train", "eval-trained", "safety-trained", "helpfulness-trained", "figures"]
     params = {b[1]: json.loads(b[3]) for b in blocks}
     assert params["train"]["overrides"] == {"pairs": str(tmp_path/"paper"/"synth")}
-    assert params["eval-trained"]["overrides"] == params["safety-trained"]["overrides"] == {"model": str(tmp_path/"paper"/"train"/"adapter")}
+    assert params["eval-trained"]["overrides"] == params["safety-trained"]["overrides"] == params["helpfulness-trained"]["overrides"] \
+        == {"model": str(tmp_path/"paper"/"train"/"adapter")}
     assert "720 behaviors" in dict((b[1], b[4]) for b in blocks)["safety-base"]
     assert "750,000 pairs" in dict((b[1], b[4]) for b in blocks)["train"]
     assert re.search(r"estimate: \d+\.\d h on cuda", r.stdout) and "to run: about" in r.stdout
