@@ -568,7 +568,7 @@ def helpfulness_sentence(cmp: dict) -> str:
     "One sentence of the helpfulness comparison's key numbers."
     r, d, x = cmp["refusal"], cmp["degenerate"], cmp["nll"]
     return (f"benign requests refused {format_cell(r['before']['rate'])} -> {format_cell(r['after']['rate'])} (paired change "
-            f"{r['change']['change']:+.3f} {_interval_text(r['change']['ci95'], True)}), degenerate answers {format_cell(d['before']['rate'])} -> "
+            f"{r['change']['change']:+.3f} [{r['change']['ci95'][0]:+.3f}, {r['change']['ci95'][1]:+.3f}]), degenerate answers {format_cell(d['before']['rate'])} -> "
             f"{format_cell(d['after']['rate'])}, NLL of held-out helpful responses {x['relative_change']:+.1%} "
             f"[{x['relative_change_ci95'][0]:+.1%}, {x['relative_change_ci95'][1]:+.1%}]")
 
@@ -786,8 +786,9 @@ def build_tradeoff(res: RunResults, out: Path) -> Artifact:
     "Each setting of the validation sweep: its changes, steps, Corr_mean and its paired change, benign refusal, degenerate answers and NLL change."
     sw = _need_sweep(res, "tradeoff")
     b = sw["base"]
-    rows = [{"setting": "base model", "changes": "–", "Corr_mean": b["corr_mean"], "Corr_mean 95% CI": b["corr_mean_ci95"],
-             "benign refused": b["benign_refusal"], "benign 95% CI": b["benign_refusal_ci95"], "degenerate": b["degenerate"], "degenerate 95% CI": b["degenerate_ci95"]}]
+    rows = [{"setting": "base model", "changes": "–", "steps": None, "utility pairs": None, "Corr_mean": b["corr_mean"], "Corr_mean 95% CI": b["corr_mean_ci95"],
+             "change (paired)": None, "change 95% CI": None, "benign refused": b["benign_refusal"], "benign 95% CI": b["benign_refusal_ci95"],
+             "degenerate": b["degenerate"], "degenerate 95% CI": b["degenerate_ci95"], "NLL change": None, "NLL change 95% CI": None, "qualifies": "–"}]
     for r in sw["rows"]:
         rows.append({"setting": r["name"] + (" (chosen)" if r["name"] == sw["chosen"] else ""),
                      "changes": ", ".join(f"{k}={v}" for k, v in r["setting"].items()) or "the profile's", "steps": r["steps"], "utility pairs": r["utility_pairs"],
@@ -816,8 +817,8 @@ def build_tradeoff_plot(res: RunResults, out: Path) -> Artifact:
     for ax, x, xci, xlabel, bound, base_x in (
             (axes[0], "benign_refusal", "benign_refusal_ci95", "benign requests refused (validation)", b["benign_refusal"] + sw["bounds"]["refusal"], b["benign_refusal"]),
             (axes[1], "nll_change", "nll_change_ci95", "NLL change of helpful responses (validation)", sw["bounds"]["nll"], 0.0)):
-        for i, r in enumerate(rows):
-            ax.errorbar(r[x], r["corr_mean"], xerr=err(r[x], r[xci]), yerr=err(r["corr_mean"], r["corr_mean_ci95"]), fmt="o",
+        for i, r in enumerate(rows):   # colour and marker both vary, so that more settings than colours stay apart
+            ax.errorbar(r[x], r["corr_mean"], xerr=err(r[x], r[xci]), yerr=err(r["corr_mean"], r["corr_mean_ci95"]), fmt="osD^vPXh<>"[i % 10],
                         color=colors[i % len(colors)], ms=6, lw=0.8, capsize=2, label=r["name"])
             if r["name"] == sw["chosen"]: ax.plot(r[x], r["corr_mean"], "o", ms=15, mfc="none", mec="black", mew=1.4)
         ax.errorbar(base_x, b["corr_mean"], yerr=err(b["corr_mean"], b["corr_mean_ci95"]), fmt="*", color="black", ms=13, lw=0.8, capsize=2, label="base model")

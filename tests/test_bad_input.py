@@ -48,7 +48,9 @@ def test_missing_data_file(run_c2cc, tmp_path):
 def test_too_few_items(run_c2cc, tmp_path):
     data = write(tmp_path/"two.jsonl", "".join(json.dumps({"request": f"Q{i}", "response": "A"}) + "\n" for i in range(2)))
     r = run_c2cc("eval", *small(**{"n-items": 3, "eval-size": 5}), "--data", data, "--out", tmp_path/"out")
-    assert r.returncode == 2 and "n_items=3 but the evaluation split has 2 requests" in r.stderr, r.stderr
+    assert r.returncode == 2 and "test split: n_items=3 but the test split has 2 requests; lower n_items or raise eval_size" in r.stderr, r.stderr
+    r = run_c2cc("eval", *small(**{"n-items": 2, "eval-size": 1, "val-size": 3, "part": "validation"}), "--data", data, "--out", tmp_path/"val")
+    assert r.returncode == 2 and "validation split: n_items=2 but the validation split has 1 requests; lower n_items or raise val_size" in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("args, message", [
@@ -59,6 +61,8 @@ def test_too_few_items(run_c2cc, tmp_path):
     (["--model", "./no/such/model"], "is neither an existing folder or .gguf file nor a hub id"),
     (["--profile", "nosuch"], "profile 'nosuch' not found"),
     (["--n-items", "20", "--eval-size", "10"], "n_items (20) exceeds eval_size (10)"),
+    (["--part", "validation", "--val-size", "2"], "n_items (3) exceeds val_size (2)"),
+    (["--part", "train"], "invalid choice: 'train'"),
 ])
 def test_bad_options(run_c2cc, tmp_path, args, message):
     base = ["--profile", "smoke", "--quiet", "--out", str(tmp_path/"out")]

@@ -127,3 +127,12 @@ def test_summary_without_corr_at_k_is_refused_naming_the_file(repo, tmp_path):
     with pytest.raises(DataError, match="corr_at_k") as e: make_report(tmp_path, tmp_path/"report")
     assert e.value.path == str(tmp_path/"eval-base"/"summary.json")
     assert not (tmp_path/"report"/"REPORT.md").exists()
+
+
+def test_every_committed_table_is_regenerated_from_the_committed_runs(repo, default_report):
+    _, out = default_report
+    committed = repo/"outputs"/"default"/"tables"
+    made = sorted(p.name for p in (out/"tables").iterdir())
+    assert made == sorted(p.name for p in committed.iterdir())
+    for name in made:
+        assert (out/"tables"/name).read_text() == (committed/name).read_text(), f"tables/{name} differs from what the committed runs give"
