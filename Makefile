@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 # the committed run is outputs/default; a rerun goes beside it (gitignored) unless OUT says otherwise
 OUT ?= outputs/local/default
 
-.PHONY: reproduce eval synth train eval-trained safety safety-trained helpfulness helpfulness-trained sweep test bench export readme clean-nbs
+.PHONY: reproduce eval synth train eval-trained safety safety-trained helpfulness helpfulness-trained sweep arena test bench export readme clean-nbs
 reproduce: $(VENV)/.installed
 	$(BIN)/c2cc reproduce --profile default --out $(OUT)
 
@@ -45,6 +45,10 @@ helpfulness-trained: $(VENV)/.installed
 
 sweep: $(VENV)/.installed
 	$(BIN)/c2cc reproduce --profile default --out outputs/default --stages sweep
+
+# every course-correction method on equal terms (nbs/37_arena.ipynb); needs the default run (make reproduce)
+arena: $(VENV)/.installed
+	$(BIN)/c2cc reproduce --profile default --out outputs/default --stages arena figures
 
 # two test processes of one thread each: most tests wait on process starts, imports and model loads, which then
 # overlap, while the arithmetic still fills the cores (more workers would each hold a model and a vLLM cache)

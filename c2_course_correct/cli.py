@@ -7,11 +7,13 @@ from __future__ import annotations
 import argparse, sys
 from pathlib import Path
 
-from .core import C2Error, C2_EVAL, load_profile, write_json
+from .core import C2Error, C2_EVAL, ConfigError, load_profile, write_json
 from .benchmark import EvalConfig, corr_table, run_c2_eval
-from .dpo import METHODS, TrainConfig, train_dpo, write_comparison
+from .dpo import FINETUNES, METHODS, TrainConfig, write_comparison
+from .recovery import train_model
 from .helpfulness import HelpConfig, compare_helpfulness, run_helpfulness
 from .sweep import SweepConfig, run_sweep, sweep_table
+from .arena import ArenaConfig, build_arena, run_arena
 from .judge import JUDGES, judge_file, make_judge
 from .reproduce import reproduce
 from .safety import ATTACKS, SAFETY_JUDGES, SafetyConfig, run_safety
@@ -19,7 +21,7 @@ from .synthesis import QC_MODES, SynthConfig, run_c2_syn
 
 # %% auto #0
 __all__ = ['cmd_eval', 'cmd_synth', 'cmd_train', 'cmd_compare', 'cmd_judge', 'cmd_safety', 'cmd_safety_compare',
-           'cmd_helpfulness', 'cmd_helpfulness_compare', 'cmd_sweep', 'cmd_reproduce', 'parser', 'main']
+           'cmd_helpfulness', 'cmd_helpfulness_compare', 'cmd_sweep', 'cmd_arena', 'cmd_reproduce', 'parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #ad3ae81a
 def _run_options(seed_help: str) -> list:
@@ -35,6 +37,8 @@ _EVAL_OPTIONS = [  # (flag, config field, argparse keywords)
     ("--data", "data", dict(help="harmful pairs: 'default' (embedded PyRIT file), a .jsonl (PKU-SafeRLHF schema or "
                                  "{request, response}), a PyRIT-style .json, or a datasets name/folder (PKU-SafeRLHF schema)")),
     ("--split", "split", dict(help="split of a datasets source (default: test)")),
+    ("--unit", "unit", dict(choices=["words", "tokens"], help="k counts words (C2-Eval) or model tokens (the prefilling attack, with its ASR)")),
+    ("--reset-bias", "reset_bias", dict(type=float, help="backtracking models: added to the [RESET] logit at every step (hf backend)")),
     ("--eval-size", "eval_size", dict(type=int, help="requests of the held-out test split; training stages never see them")),
     ("--val-size", "val_size", dict(type=int, help="requests of the validation split after them (settings are chosen there); training never sees them")),
     ("--part", "part", dict(choices=["test", "validation"], help="the split to evaluate: test (reported) or validation")),
@@ -141,11 +145,13 @@ _TRAIN_OPTIONS = [  # (flag, config field, argparse keywords)
                                                  "({request, response} or PKU-SafeRLHF's safe responses) or a datasets name")),
     ("--utility-ratio", "utility_ratio", dict(type=float, help="share of the training pairs that are utility pairs (a helpful answer chosen over a refusal), 0 to 1")),
     ("--nll-weight", "nll_weight", dict(type=float, help="weight of an NLL term on the chosen answers beside DPO (TRL's sft loss; RPO); 0: off")),
-    ("--method", "method", dict(choices=METHODS, help="lora (adapter) or full fine-tuning")),
+    ("--method", "method", dict(help=f"training method: {', '.join(METHODS)} (nbs/30_dpo.ipynb, nbs/31_recovery.ipynb)")),
+    ("--finetune", "finetune", dict(choices=FINETUNES, help="lora (adapter) or full fine-tuning")),
+    ("--prefix-tokens", "prefix_tokens", dict(type=int, help="recovery methods: longest harmful prefix in tokens (k drawn from 0 to this)")),
     ("--lora-r", "lora_r", dict(type=int, help="LoRA rank")),
     ("--lora-alpha", "lora_alpha", dict(type=int, help="LoRA alpha")),
     ("--target-modules", "target_modules", dict(nargs="+", help="LoRA target layers, e.g. q_proj k_proj v_proj o_proj")),
-    ("--beta", "beta", dict(type=float, help="DPO beta")),
+    ("--beta", "beta", dict(type=float, help="DPO beta (c2syn-dpo only)")),
     ("--learning-rate", "learning_rate", dict(type=float, help="peak learning rate")),
     ("--epochs", "epochs", dict(type=float, help="passes over the pairs")),
     ("--max-steps", "max_steps", dict(type=int, help="stop after this many optimizer steps")),
@@ -160,8 +166,10 @@ _TRAIN_OPTIONS = [  # (flag, config field, argparse keywords)
 ]
 
 def _train_parser(sub) -> None:
-    p = sub.add_parser("train", help="train on C2-Syn pairs with DPO (TRL + PEFT)",
-                       description="DPO on C2-Syn preference pairs, with utility pairs mixed in at --utility-ratio. Writes DIR/config.json, DIR/data.json, DIR/checkpoints, "
+    p = sub.add_parser("train", help="train a course-correction method: C2-Syn DPO, recovery SFT, DeRTa or backtracking (TRL + PEFT)",
+                       description="--method c2syn-dpo (default): DPO on C2-Syn preference pairs; recovery-sft, derta, backtrack: SFT on C2-Syn's "
+                                   "harmful and safe responses (nbs/31_recovery.ipynb); each with utility data mixed in at --utility-ratio. "
+                                   "Writes DIR/config.json, DIR/data.json, DIR/checkpoints, "
                                    "DIR/curves.jsonl and .png, DIR/stats.json and the trained model (DIR/adapter, DIR/model "
                                    "or DIR/merged, each with a model card). Rerunning resumes from the last checkpoint.")
     _add_profile_options(p, _TRAIN_OPTIONS)
@@ -170,14 +178,13 @@ def _train_parser(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 def cmd_train(args) -> int:
-    "Run DPO from parsed arguments and print where the trained model is."
+    "Train the configured method from parsed arguments and print where the trained model is."
     over = _overrides(args, _TRAIN_OPTIONS) | ({"merge": True} if args.merge else {})
     cfg = TrainConfig.from_profile(args.profile, **over)
     out = Path(args.out or Path("outputs")/Path(args.profile).stem/"train")
-    s = train_dpo(cfg, out, progress=not args.quiet)
-    f = s["final"]
-    print(f"DPO ({cfg.method}) of {cfg.model} on {s['pairs_used']} pairs: {s['steps']} steps in {s['train_seconds']:.0f} s; "
-          f"last 10 steps: loss {f['loss']}, reward margin {f['reward_margin']}, reward accuracy {f['reward_accuracy']}")
+    s = train_model(cfg, out, progress=not args.quiet)
+    print(f"{cfg.method} ({cfg.finetune}) of {cfg.model} on {s['pairs_used']} examples: {s['steps']} steps in {s['train_seconds']:.0f} s; "
+          "last 10 steps: " + ", ".join(f"{k} {v}" for k, v in s["final"].items()))
     print(f"trained model: {s['model_path']}  (c2cc eval --model {s['model_path']})")
     return 0
 
@@ -344,6 +351,24 @@ def cmd_sweep(args) -> int:
     print(f"chosen: {s['chosen']}" + ("" if s["chosen_qualifies"] else " (no setting met every bound: the closest)") + f" -> {out}")
     return 0
 
+# %% ../nbs/90_cli.ipynb #9027b930
+def _arena_parser(sub) -> None:
+    p = sub.add_parser("arena", help="train every course-correction method on equal terms and test each (nbs/37_arena.ipynb)",
+                       description="Search each recovery method's setting on the validation split (the profile's `arena` section), test every "
+                                   "method (C2-Eval, the prefilling attack, the safety attacks, helpfulness) and write RUN/tables/arena.md, "
+                                   ".csv and RUN/figures/arena.png. RUN must hold the profile's finished default run; rerunning resumes.")
+    p.add_argument("--profile", default="default", help="profile name in configs/ or a YAML path (default: default)")
+    p.add_argument("--run", default=None, help="the run folder (default: outputs/<profile>)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+def cmd_arena(args) -> int:
+    "Run the arena from parsed arguments and print its table."
+    prof = load_profile(args.profile)
+    run = Path(args.run or Path("outputs")/Path(args.profile).stem)
+    run_arena(ArenaConfig.from_profile(prof), prof, run, progress=not args.quiet)
+    print(build_arena(run)["md"].read_text(), end="")   # the figures stage (make reproduce) also puts it in REPORT.md
+    return 0
+
 # %% ../nbs/90_cli.ipynb #2f067da2
 def _reproduce_parser(sub) -> None:
     p = sub.add_parser("reproduce", help="run every stage of a profile with papermill; tables, figures, REPORT.md",
@@ -374,9 +399,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="c2cc", description="Course-correction of harmful generations: C2-Eval, C2-Syn, DPO and judges. "
                                 "Content warning: the data sets hold harmful text; for safety research.")
     sub = p.add_subparsers(dest="command", required=True,
-                           metavar="{eval,synth,train,compare,judge,safety,safety-compare,helpfulness,helpfulness-compare,sweep,reproduce}")
+                           metavar="{eval,synth,train,compare,judge,safety,safety-compare,helpfulness,helpfulness-compare,sweep,arena,reproduce}")
     _eval_parser(sub); _synth_parser(sub); _train_parser(sub); _compare_parser(sub); _judge_parser(sub)
-    _safety_parser(sub); _safety_compare_parser(sub); _helpfulness_parser(sub); _helpfulness_compare_parser(sub); _sweep_parser(sub)
+    _safety_parser(sub); _safety_compare_parser(sub); _helpfulness_parser(sub); _helpfulness_compare_parser(sub); _sweep_parser(sub); _arena_parser(sub)
     _reproduce_parser(sub)
     return p
 
@@ -385,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     cmds = {"eval": cmd_eval, "synth": cmd_synth, "train": cmd_train, "compare": cmd_compare, "judge": cmd_judge,
             "safety": cmd_safety, "safety-compare": cmd_safety_compare, "helpfulness": cmd_helpfulness,
-            "helpfulness-compare": cmd_helpfulness_compare, "sweep": cmd_sweep, "reproduce": cmd_reproduce}
+            "helpfulness-compare": cmd_helpfulness_compare, "sweep": cmd_sweep, "arena": cmd_arena, "reproduce": cmd_reproduce}
     try: return cmds[args.command](args)
     except C2Error as e:
         print(f"c2cc {args.command}: error: {e}", file=sys.stderr)

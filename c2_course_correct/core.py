@@ -212,11 +212,13 @@ class StageConfig:
     STAGE = "stage"          # name used in messages
     SECTION = "stage"        # profile section
     NOT_IDENTITY: tuple = () # settings that do not change results
+    LATER: tuple = ()        # settings added after runs were committed: in the identity only when not at their default
 
     def identity(self) -> dict:
-        "The settings that determine the results."
-        from dataclasses import asdict
-        return {k: v for k, v in asdict(self).items() if k not in self.NOT_IDENTITY}
+        "The settings that determine the results (a `LATER` setting at its default is left out, so older runs keep their identity)."
+        from dataclasses import MISSING, asdict, fields
+        later = {f.name: f.default if f.default is not MISSING else f.default_factory() for f in fields(self) if f.name in self.LATER}
+        return {k: v for k, v in asdict(self).items() if k not in self.NOT_IDENTITY and not (k in later and v == later[k])}
 
     @classmethod
     def from_dict(cls, d: dict):

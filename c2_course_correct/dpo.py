@@ -16,14 +16,16 @@ from .data import load_helpful_pairs, split_pairs
 from .models import load_model, load_tokenizer, resolve_model
 
 # %% auto #0
-__all__ = ['METHODS', 'UTILITY_REFUSALS', 'PAIR_FIELDS', 'CURVE_KEYS', 'TrainConfig', 'read_pairs', 'diverging_token',
-           'usable_pairs', 'sample_pairs', 'utility_pairs', 'training_pairs', 'parting_window_collator',
-           'linear_module_names', 'check_target_modules', 'lora_config', 'trim_curves', 'plot_curves', 'model_card',
-           'latest_checkpoint', 'trained_model_path', 'last_mean', 'train_dpo', 'compare_runs', 'paired_change',
+__all__ = ['METHODS', 'FINETUNES', 'UTILITY_REFUSALS', 'PAIR_FIELDS', 'CURVE_KEYS', 'PLOTTED', 'TrainConfig', 'read_pairs',
+           'diverging_token', 'usable_pairs', 'sample_pairs', 'utility_split', 'utility_pairs', 'mix_counts',
+           'training_pairs', 'parting_window_collator', 'linear_module_names', 'check_target_modules', 'lora_config',
+           'trim_curves', 'plot_curves', 'model_card', 'dpo_card_lines', 'latest_checkpoint', 'trained_model_path',
+           'last_mean', 'trainer_args', 'fit_and_save', 'train_dpo', 'compare_runs', 'paired_change',
            'mean_words_to_correct', 'before_after_table', 'write_comparison']
 
 # %% ../nbs/30_dpo.ipynb #463bd1fe
-METHODS = ("lora", "full")
+METHODS = ("c2syn-dpo", "recovery-sft", "derta", "backtrack")
+FINETUNES = ("lora", "full")
 UTILITY_REFUSALS = ["I'm sorry, but I can't help with that.", "I can't assist with this request.",
                     "I'm sorry, but I cannot provide that information.", "I won't help with this, because it could cause harm.",
                     "I'm not able to help with that request."]
@@ -31,7 +33,7 @@ UTILITY_REFUSALS = ["I'm sorry, but I can't help with that.", "I can't assist wi
 
 @dataclass
 class TrainConfig(StageConfig):
-    "Settings of one DPO run."
+    "Settings of one training run: C2-Syn DPO here, or one of the recovery methods of `nbs/31_recovery.ipynb`."
     model: str = "default"                  # base model: `default`, a folder, a .gguf file or a hub id
     pairs: str = "outputs/default/synth"    # a C2-Syn output folder or a pairs.jsonl file
     n_pairs: int | None = None              # train on this many pairs: C2-Syn pairs (a seeded sample) and utility pairs (None: all)
@@ -42,7 +44,9 @@ class TrainConfig(StageConfig):
     utility_seed: int = 0
     utility_refusals: list[str] = field(default_factory=lambda: list(UTILITY_REFUSALS))
     nll_weight: float = 0.0                 # weight of TRL's `sft` loss (NLL of every chosen answer) beside DPO's (RPO); 0: off
-    method: str = "lora"                    # lora (adapter; reference = adapter off) or full (all weights; reference = a frozen copy)
+    method: str = "c2syn-dpo"               # c2syn-dpo (this notebook), recovery-sft, derta or backtrack (nbs/31_recovery.ipynb)
+    finetune: str = "lora"                  # lora (adapter; DPO's reference = adapter off) or full (all weights; reference = a frozen copy)
+    prefix_tokens: int = 96                 # recovery methods: longest harmful prefix k in tokens (k drawn from 0 to this)
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.0
@@ -64,12 +68,20 @@ class TrainConfig(StageConfig):
     dtype: str | None = None                # None: bf16 on CUDA, fp32 on CPU
     seed: int = 0
 
-    STAGE, SECTION, NOT_IDENTITY = "DPO", "train", ("save_steps",)
+    STAGE, SECTION, NOT_IDENTITY = "training", "train", ("save_steps",)
 
     def __post_init__(self):
         self.require_whole(("lora_r", "lora_alpha", "batch_size", "grad_accum", "max_length", "save_steps"))
         self.require_whole(("n_pairs", "max_steps", "answer_window"), nullable=True)
+        if self.method in FINETUNES:
+            raise ConfigError(f"method: {self.method} is now `finetune: {self.method}` (`--finetune {self.method}`); "
+                              f"method names the training method, one of {METHODS}")
         if self.method not in METHODS: raise ConfigError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.finetune not in FINETUNES: raise ConfigError(f"finetune must be one of {FINETUNES}, got {self.finetune!r}")
+        self.require_whole(("prefix_tokens",))
+        if self.method != "c2syn-dpo" and not self.utility_ratio:
+            raise ConfigError(f"method {self.method} trains on utility data beside its recovery examples, as its paper does: "
+                              "give utility_data and a utility_ratio above 0 (e.g. utility_data: default, utility_ratio: 0.25)")
         if not (isinstance(self.target_modules, list) and self.target_modules and all(isinstance(m, str) and m for m in self.target_modules)):
             raise ConfigError(f"target_modules must be a non-empty list of module names, got {self.target_modules!r}")
         for name, lo, hi in [("beta", 0, None), ("learning_rate", 0, 1), ("epochs", 0, None)]:
@@ -107,7 +119,7 @@ class TrainConfig(StageConfig):
     @property
     def model_folder(self) -> str:
         "The folder of a finished run that `trained_model_path` picks: merged/ (LoRA merged), adapter/ or model/ (full)."
-        return "model" if self.method == "full" else "merged" if self.merge else "adapter"
+        return "model" if self.finetune == "full" else "merged" if self.merge else "adapter"
 
 # %% ../nbs/30_dpo.ipynb #82c051f6
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
@@ -168,29 +180,37 @@ def sample_pairs(usable: list[int], n: int | None, seed: int) -> list[int]:
     return sorted(random.Random(seed).sample(usable, n))
 
 # %% ../nbs/30_dpo.ipynb #1e56f670
-def utility_pairs(cfg: TrainConfig, n: int) -> tuple[list[dict], dict]:
-    "`n` utility preference pairs (a benign request's helpful answer chosen over a refusal) from the training split of `cfg.utility_data`, and a record of them."
-    if n == 0: return [], dict(source=cfg.utility_data, requests=0, used=0)
+def utility_split(cfg: TrainConfig) -> list:
+    "The training split of `cfg.utility_data` (helpful pairs never measured or tuned on), in a seeded order."
     helpful = split_pairs(load_helpful_pairs(cfg.utility_data), cfg.utility_test_size, cfg.utility_seed, cfg.utility_val_size)[2]
     if not helpful:
         raise DataError(cfg.utility_data, None, f"the training split of the utility data is empty (test_size {cfg.utility_test_size} and "
                         f"val_size {cfg.utility_val_size} take every helpful pair); lower them or give more utility data")
-    order = random.Random(derive_seed(cfg.seed, "utility")).sample(helpful, len(helpful))
-    refusals = cfg.utility_refusals
+    return random.Random(derive_seed(cfg.seed, "utility")).sample(helpful, len(helpful))
+
+def utility_pairs(cfg: TrainConfig, n: int) -> tuple[list[dict], dict]:
+    "`n` utility preference pairs (a benign request's helpful answer chosen over a refusal) from the training split of `cfg.utility_data`, and a record of them."
+    if n == 0: return [], dict(source=cfg.utility_data, requests=0, used=0)
+    order, refusals = utility_split(cfg), cfg.utility_refusals
     rows = []
     for i in range(n):
         h, cycle = order[i % len(order)], i // len(order)
         refusal = refusals[(derive_seed(cfg.seed, "refusal", h.item_id) + cycle) % len(refusals)]
         rows.append(dict(prompt=[{"role": "user", "content": h.request}], chosen=[{"role": "assistant", "content": h.response}],
                          rejected=[{"role": "assistant", "content": refusal}], kind="utility", item_id=h.item_id))
-    return rows, dict(source=cfg.utility_data, requests=len(helpful), used=n, distinct=len({(r["item_id"], r["rejected"][0]["content"]) for r in rows}))
+    return rows, dict(source=cfg.utility_data, requests=len(order), used=n, distinct=len({(r["item_id"], r["rejected"][0]["content"]) for r in rows}))
+
+def mix_counts(cfg: TrainConfig, available: int) -> tuple[int | None, int]:
+    "How many safety examples (None: all `available`) and utility examples a run trains on: `n_pairs` split at `utility_ratio`."
+    r = cfg.utility_ratio
+    if cfg.n_pairs is None: return None, (round(r * available / (1 - r)) if r < 1 else 0)
+    n_util = round(r * cfg.n_pairs)
+    return cfg.n_pairs - n_util, n_util
 
 def training_pairs(cfg: TrainConfig, pairs: list[dict], usable: list[int]) -> tuple[list[dict], dict]:
     "The rows the trainer gets: a seeded sample of the usable C2-Syn pairs plus utility pairs at `utility_ratio` of the total; and which ones."
-    r = cfg.utility_ratio
-    if cfg.n_pairs is None: n_util = round(r * len(usable) / (1 - r)) if r < 1 else 0
-    else: n_util = round(r * cfg.n_pairs)
-    chosen = sample_pairs(usable, None if cfg.n_pairs is None else cfg.n_pairs - n_util, cfg.seed)
+    n_safety, n_util = mix_counts(cfg, len(usable))
+    chosen = sample_pairs(usable, n_safety, cfg.seed)
     util, record = utility_pairs(cfg, n_util)
     rows = [{**{f: pairs[i][f] for f in PAIR_FIELDS}, "kind": "c2syn"} for i in chosen] + util
     return rows, dict(c2syn_lines=[i + 1 for i in chosen], utility=record)
@@ -232,12 +252,13 @@ def lora_config(cfg: TrainConfig):
 # %% ../nbs/30_dpo.ipynb #3c3cfdc6
 CURVE_KEYS = {"loss": "loss", "rewards/margins": "reward_margin", "rewards/accuracies": "reward_accuracy",
               "rewards/chosen": "reward_chosen", "rewards/rejected": "reward_rejected",
-              "learning_rate": "learning_rate", "grad_norm": "grad_norm"}
+              "learning_rate": "learning_rate", "grad_norm": "grad_norm", "mean_token_accuracy": "token_accuracy"}
+PLOTTED = {"loss": "loss", "reward_margin": "reward margin", "reward_accuracy": "reward accuracy", "token_accuracy": "token accuracy"}
 
 def _curve_log_class():
     from transformers import TrainerCallback
     class CurveLog(TrainerCallback):
-        "Append each training log row (step, epoch and the DPO metrics) to a JSONL file."
+        "Append each training log row (step, epoch and the trainer's metrics) to a JSONL file."
         def __init__(self, path: Path): self.path = Path(path)
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not logs or "loss" not in logs: return
@@ -254,46 +275,52 @@ def trim_curves(path: Path, last_step: int) -> None:
     tmp.write_text("".join(json.dumps(r) + "\n" for r in rows)); tmp.replace(path)
 
 def plot_curves(rows: list[dict], path: Path, title: str = "DPO training") -> Path:
-    "Plot loss, reward margin and reward accuracy against step into `path` (PNG)."
+    "Plot the loss and the trainer's own measures (DPO: reward margin and accuracy; SFT: token accuracy) against step into `path` (PNG)."
     import matplotlib; matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+    keys = [k for k in PLOTTED if any(k in r for r in rows)]
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.7 * len(keys), 3.2), squeeze=False)
     steps = [r["step"] for r in rows]
-    for ax, key, label in zip(axes, ["loss", "reward_margin", "reward_accuracy"], ["DPO loss", "reward margin", "reward accuracy"]):
+    for ax, key in zip(axes[0], keys):
+        label = PLOTTED[key]
         ax.plot(steps, [r.get(key) for r in rows], color="#0072B2", lw=1, alpha=0.5)
         if len(rows) >= 5:  # a running mean over 5 steps shows the trend through the per-batch noise
             import numpy as np
             v = np.array([r.get(key, np.nan) for r in rows], dtype=float)
             ax.plot(steps[4:], np.convolve(v, np.ones(5)/5, mode="valid"), color="#D55E00", lw=2)
         ax.set_xlabel("optimizer step"); ax.set_title(label); ax.grid(alpha=0.3)
-    axes[0].axhline(0.6931, color="grey", ls=":", lw=1)   # log 2: the loss before any learning
+    if "reward_margin" in keys: axes[0][0].axhline(0.6931, color="grey", ls=":", lw=1)   # log 2: DPO's loss before any learning
     fig.suptitle(title); fig.tight_layout(); fig.savefig(path, dpi=120); plt.close(fig)
     return path
 
 # %% ../nbs/30_dpo.ipynb #9d052828
-def model_card(cfg: TrainConfig, stats: dict) -> str:
-    "Markdown model card of a trained model."
-    d, f = stats["data"], stats["final"]
-    lines = [f"# {Path(cfg.model).name if cfg.model != 'default' else 'SmolLM2-135M-Instruct'} + C2-Syn DPO ({cfg.method})", "",
-             "Trained by c2-course-correct (`c2cc train`) to correct harmful answers sooner: direct preference "
-             "optimization on C2-Syn pairs, where of two answers to the same harmful request the one that turns back "
-             "earlier is preferred. For safety research; not a safety guarantee.", "",
-             f"- base model: `{cfg.model}`",
-             f"- data: `{d['pairs_file']}` (C2-Syn pairs): {d['c2syn_used']} of {d['total']} pairs used "
-             f"(dropped: {d['dropped'] or 'none'}; sampled: {cfg.n_pairs or 'all'}, seed {cfg.seed})",
-             f"- utility pairs: {d['utility']['used']} ({cfg.utility_ratio:.0%} of the training pairs): helpful answers to benign requests "
-             f"of `{cfg.utility_data}` ({d['utility']['requests']} training requests) chosen over refusals" if d["utility"]["used"] else "- utility pairs: none",
-             f"- loss: DPO sigmoid" + (f" + {cfg.nll_weight} x NLL of the chosen answers (TRL `sft` loss)" if cfg.nll_weight else ""),
-             f"- method: DPO (TRL {stats['environment']['packages'].get('trl')}), "
-             + (f"LoRA r={cfg.lora_r}, alpha={cfg.lora_alpha} on {cfg.target_modules}; reference = base with the adapter off"
-                if cfg.method == "lora" else "full fine-tuning; reference = a frozen copy of the base"),
-             f"- beta {cfg.beta}, learning rate {cfg.learning_rate} (warm-up {cfg.warmup}, cosine), batch {cfg.batch_size} x "
-             f"{cfg.grad_accum}, max_length {cfg.max_length}, answer window {cfg.answer_window or 'off'}, {stats['steps']} optimizer steps ({stats['epochs']:.2f} epochs)",
+def model_card(cfg: TrainConfig, stats: dict, what: str, data_lines: list[str]) -> str:
+    "Markdown model card of a model trained by `what` (e.g. C2-Syn DPO) on the data that `data_lines` describe."
+    f = stats["final"]
+    shape = (f"LoRA r={cfg.lora_r}, alpha={cfg.lora_alpha} on {cfg.target_modules}" if cfg.finetune == "lora" else "full fine-tuning")
+    lines = [f"# {Path(cfg.model).name if cfg.model != 'default' else 'SmolLM2-135M-Instruct'} + {what} ({cfg.finetune})", "",
+             f"Trained by c2-course-correct (`c2cc train --method {cfg.method}`) to turn back from harmful answers. "
+             "For safety research; not a safety guarantee.", "",
+             f"- base model: `{cfg.model}`", *data_lines,
+             f"- trainer: TRL {stats['environment']['packages'].get('trl')}, {shape}",
+             f"- learning rate {cfg.learning_rate} (warm-up {cfg.warmup}, cosine), batch {cfg.batch_size} x {cfg.grad_accum}, "
+             f"max_length {cfg.max_length}, {stats['steps']} optimizer steps ({stats['epochs']:.2f} epochs), {stats['train_tokens']} tokens",
              f"- device {stats['device']}, dtype {stats['dtype']}, {stats['train_seconds']:.0f} s",
-             f"- last 10 steps: loss {f['loss']:.3f}, reward margin {f['reward_margin']:.3f}, reward accuracy {f['reward_accuracy']:.2f}",
+             "- last 10 steps: " + ", ".join(f"{PLOTTED[k]} {v:.3f}" for k, v in f.items() if v is not None),
              "", "Load it with `c2cc eval --model <this folder>` or `c2_course_correct.models.load_model`.",
              "", "Full config: `config.json` of the run folder; curves: `curves.jsonl`, `curves.png`."]
     return "\n".join(lines)
+
+def dpo_card_lines(cfg: TrainConfig, data: dict) -> list[str]:
+    "The data and loss lines of a C2-Syn DPO model card."
+    u = data["utility"]
+    return [f"- data: `{data['pairs_file']}` (C2-Syn pairs): {data['c2syn_used']} of {data['total']} pairs used "
+            f"(dropped: {data['dropped'] or 'none'}; sampled: {cfg.n_pairs or 'all'}, seed {cfg.seed})",
+            f"- utility pairs: {u['used']} ({cfg.utility_ratio:.0%} of the training pairs): helpful answers to benign requests "
+            f"of `{cfg.utility_data}` ({u['requests']} training requests) chosen over refusals" if u["used"] else "- utility pairs: none",
+            "- loss: DPO sigmoid, beta " + str(cfg.beta) + (f" + {cfg.nll_weight} x NLL of the chosen answers (TRL `sft` loss)" if cfg.nll_weight else "")
+            + (f"; answer window {cfg.answer_window} tokens" if cfg.answer_window else "")
+            + ("; reference = base with the adapter off" if cfg.finetune == "lora" else "; reference = a frozen copy of the base")]
 
 # %% ../nbs/30_dpo.ipynb #f149fa9f
 def latest_checkpoint(folder: Path) -> Path | None:
@@ -313,8 +340,63 @@ def last_mean(rows: list[dict], key: str, n: int = 10) -> float | None:
     v = [r[key] for r in rows[-n:] if r.get(key) is not None]
     return round(sum(v)/len(v), 4) if v else None
 
+def trainer_args(cfg: TrainConfig, out: Path, on_cuda: bool, dtype: str, progress: bool) -> dict:
+    "The TrainingArguments every method shares: batch, schedule, checkpoints, seeds and device."
+    return dict(output_dir=str(out/"checkpoints"), per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
+                learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps or -1,
+                lr_scheduler_type="cosine", warmup_steps=cfg.warmup, max_length=cfg.max_length,
+                bf16=dtype == "bfloat16", use_cpu=not on_cuda,
+                gradient_checkpointing=on_cuda if cfg.gradient_checkpointing is None else cfg.gradient_checkpointing,
+                logging_steps=1, save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=2, seed=cfg.seed, data_seed=cfg.seed,
+                report_to="none", disable_tqdm=not progress, dataloader_num_workers=0)
+
+def fit_and_save(cfg: TrainConfig, out: Path, trainer, tok, data: dict, what: str, data_lines: list[str], tokens: int) -> dict:
+    "Train (resuming from the newest checkpoint under `out/checkpoints`), then write the curves, the model with its card, and stats.json."
+    import torch
+    device = str(next(trainer.model.parameters()).device)
+    dtype = str(next(trainer.model.parameters()).dtype).replace("torch.", "")
+    on_cuda = device.startswith("cuda")
+    resume = latest_checkpoint(out/"checkpoints")
+    if resume:
+        print(f"{cfg.method}: resuming from {resume}", file=sys.stderr)
+        trim_curves(out/"curves.jsonl", int(resume.name.split("-")[-1]))
+    elif (out/"curves.jsonl").exists(): (out/"curves.jsonl").unlink()   # a run killed before its first checkpoint starts over
+    from transformers.trainer_callback import PrinterCallback
+    trainer.remove_callback(PrinterCallback)   # without a progress bar the trainer prints every log row; curves.jsonl keeps them
+    if on_cuda: torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    seconds = time.perf_counter() - t0
+    curves = read_jsonl(out/"curves.jsonl")
+    plot_curves(curves, out/"curves.png", f"{what}: {cfg.model}, {data['used']} examples" + (f" ({data['utility']['used']} utility)" if cfg.utility_ratio else ""))
+    peak = (torch.cuda.max_memory_allocated() if on_cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**30
+    stats = dict(method=cfg.method, steps=trainer.state.global_step, epochs=round(trainer.state.epoch or 0, 4), pairs_used=data["used"],
+                 train_tokens=tokens, train_seconds=round(seconds, 1), resumed_from=resume.name if resume else None,
+                 seconds_per_step=round(seconds / max(1, trainer.state.global_step - (int(resume.name.split('-')[-1]) if resume else 0)), 2),
+                 peak_memory_gib=round(peak, 2), peak_memory_kind="cuda allocated" if on_cuda else "process max RSS",
+                 device=device, dtype=dtype, train_loss=round(result.training_loss, 4),
+                 final={k: last_mean(curves, k) for k in PLOTTED if any(k in r for r in curves)},
+                 data={k: v for k, v in data.items() if k != "lines"}, config=cfg.identity(), environment=environment_info())
+    trained = trainer.model
+    if cfg.finetune == "lora":
+        trained.peft_config["default"].base_model_name_or_path = cfg.model   # the name load_model resolves, not a cache path
+        folders = [out/"adapter"]
+        trained.save_pretrained(out/"adapter", save_embedding_layers=False)   # new token rows ([RESET]) are stored as trainable tokens
+        if cfg.merge:
+            trained.merge_and_unload().save_pretrained(out/"merged"); folders.append(out/"merged")
+    else:
+        trained.save_pretrained(out/"model"); folders = [out/"model"]
+    card = model_card(cfg, stats, what, data_lines)
+    for f in folders:
+        tok.save_pretrained(f)
+        (f/"README.md").write_text(card + "\n")
+    stats["model_path"] = str(trained_model_path(out))
+    write_json(out/"stats.json", stats)
+    return stats
+
 def train_dpo(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     "Train (or resume training) with DPO on C2-Syn pairs into `out`; returns the run's stats."
+    if cfg.method != "c2syn-dpo": raise ConfigError(f"train_dpo trains method c2syn-dpo, not {cfg.method}; use recovery.train_model")
     resolve_model(cfg.model)
     pairs_file = cfg.pairs_file
     pairs = read_pairs(pairs_file)   # bad pairs fail here, before the libraries' 15 s of imports
@@ -322,13 +404,12 @@ def train_dpo(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     cfg.claim(out)
     if (out/"stats.json").exists():
         return read_json(out/"stats.json")
-    import torch
     from datasets import Dataset
     from transformers import set_seed
     from trl import DPOConfig, DPOTrainer
     model, tok = load_model(cfg.model, cfg.device, cfg.dtype)
     device, dtype = str(next(model.parameters()).device), str(next(model.parameters()).dtype).replace("torch.", "")
-    if cfg.method == "lora": check_target_modules(model, cfg.target_modules, cfg.model)
+    if cfg.finetune == "lora": check_target_modules(model, cfg.target_modules, cfg.model)
     usable, dropped = usable_pairs(pairs, tok, cfg.max_length, cfg.min_diverging_tokens)
     if not usable and cfg.utility_ratio < 1: raise DataError(pairs_file, None, f"no pair fits max_length {cfg.max_length} (dropped: {dict(dropped)}); raise max_length")
     rows, which = training_pairs(cfg, pairs, usable)
@@ -336,56 +417,15 @@ def train_dpo(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
                 utility=which["utility"], dropped=dict(dropped), lines=which["c2syn_lines"])
     write_json(out/"data.json", data)
     train_set = Dataset.from_list([{f: r[f] for f in PAIR_FIELDS} for r in rows])
-    on_cuda = device.startswith("cuda")
+    tokens = sum(min(len(_render(tok, r["prompt"], r[a])), cfg.max_length) for r in rows for a in ("chosen", "rejected"))
     set_seed(cfg.seed)   # the adapter's random initialization, so that a run and its resumed twin start alike
-    args = DPOConfig(
-        output_dir=str(out/"checkpoints"), per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
-        learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps or -1,
-        lr_scheduler_type="cosine", warmup_steps=cfg.warmup, beta=cfg.beta, max_length=cfg.max_length,
-        **(dict(loss_type=["sigmoid", "sft"], loss_weights=[1.0, float(cfg.nll_weight)]) if cfg.nll_weight else {}),
-        bf16=dtype == "bfloat16", use_cpu=not on_cuda,
-        gradient_checkpointing=on_cuda if cfg.gradient_checkpointing is None else cfg.gradient_checkpointing,
-        logging_steps=1, save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=2, seed=cfg.seed, data_seed=cfg.seed,
-        report_to="none", disable_tqdm=not progress, dataloader_num_workers=0)
+    args = DPOConfig(**trainer_args(cfg, out, device.startswith("cuda"), dtype, progress), beta=cfg.beta,
+                     **(dict(loss_type=["sigmoid", "sft"], loss_weights=[1.0, float(cfg.nll_weight)]) if cfg.nll_weight else {}))
     trainer = DPOTrainer(model=model, args=args, train_dataset=train_set, processing_class=tok,
                          data_collator=parting_window_collator(tok.pad_token_id, cfg.max_length, cfg.answer_window),
-                         peft_config=lora_config(cfg) if cfg.method == "lora" else None,
+                         peft_config=lora_config(cfg) if cfg.finetune == "lora" else None,
                          callbacks=[_curve_log_class()(out/"curves.jsonl")])
-    resume = latest_checkpoint(out/"checkpoints")
-    if resume:
-        print(f"dpo: resuming from {resume}", file=sys.stderr)
-        trim_curves(out/"curves.jsonl", int(resume.name.split("-")[-1]))
-    elif (out/"curves.jsonl").exists(): (out/"curves.jsonl").unlink()   # a run killed before its first checkpoint starts over
-    if on_cuda: torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    seconds = time.perf_counter() - t0
-    curves = read_jsonl(out/"curves.jsonl")
-    plot_curves(curves, out/"curves.png", f"DPO on C2-Syn: {cfg.model}, {len(rows)} pairs" + (f" ({which['utility']['used']} utility)" if cfg.utility_ratio else ""))
-    peak = (torch.cuda.max_memory_allocated() if on_cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**30
-    stats = dict(steps=trainer.state.global_step, epochs=round(trainer.state.epoch or 0, 4), pairs_used=len(rows),
-                 train_seconds=round(seconds, 1), resumed_from=resume.name if resume else None,
-                 seconds_per_step=round(seconds / max(1, trainer.state.global_step - (int(resume.name.split('-')[-1]) if resume else 0)), 2),
-                 peak_memory_gib=round(peak, 2), peak_memory_kind="cuda allocated" if on_cuda else "process max RSS",
-                 device=device, dtype=dtype, train_loss=round(result.training_loss, 4),
-                 final={k: last_mean(curves, k) for k in ("loss", "reward_margin", "reward_accuracy")},
-                 data={k: v for k, v in data.items() if k != "lines"}, config=cfg.identity(), environment=environment_info())
-    trained = trainer.model
-    if cfg.method == "lora":
-        trained.peft_config["default"].base_model_name_or_path = cfg.model   # the name load_model resolves, not a cache path
-        folders = [out/"adapter"]
-        trained.save_pretrained(out/"adapter")
-        if cfg.merge:
-            trained.merge_and_unload().save_pretrained(out/"merged"); folders.append(out/"merged")
-    else:
-        trained.save_pretrained(out/"model"); folders = [out/"model"]
-    card = model_card(cfg, stats)
-    for f in folders:
-        tok.save_pretrained(f)
-        (f/"README.md").write_text(card + "\n")
-    stats["model_path"] = str(trained_model_path(out))
-    write_json(out/"stats.json", stats)
-    return stats
+    return fit_and_save(cfg, out, trainer, tok, data, "C2-Syn DPO", dpo_card_lines(cfg, data), tokens)
 
 # %% ../nbs/30_dpo.ipynb #7d39b0e1
 def compare_runs(base: str | Path, trained: str | Path) -> tuple[dict, dict]:

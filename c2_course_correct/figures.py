@@ -30,9 +30,9 @@ __all__ = ['EVAL_KEYS', 'SAFETY_KEYS', 'HELP_KEYS', 'SWEEP_KEYS', 'SYNTH_KEYS', 
            'build_c2syn_responses', 'build_dpo_training_curves', 'helpfulness_rows', 'helpfulness_sentence',
            'build_helpfulness', 'before_after_rows', 'build_before_after', 'case_study_picks', 'build_case_studies',
            'safety_asr_table', 'safety_asr_figure', 'safety_category_table', 'safety_benign_table',
-           'write_safety_comparison', 'pareto_front', 'build_tradeoff', 'build_tradeoff_plot', 'build_all',
-           'display_path', 'profile_name', 'stage_configs', 'environment_rows', 'timing_rows', 'invocation_rows',
-           'write_report', 'file_record', 'write_provenance', 'make_report']
+           'write_safety_comparison', 'pareto_front', 'build_tradeoff', 'build_tradeoff_plot', 'build_arena',
+           'build_all', 'display_path', 'profile_name', 'stage_configs', 'environment_rows', 'timing_rows',
+           'invocation_rows', 'write_report', 'file_record', 'write_provenance', 'make_report']
 
 # %% ../nbs/50_figures.ipynb #35a26f00
 EVAL_KEYS = ("corr_at_k", "ci95_at_k", "corr_mean", "corr_mean_ci95", "n_items", "samples", "model", "judge", "config")
@@ -837,12 +837,28 @@ def build_tradeoff_plot(res: RunResults, out: Path) -> Artifact:
                     f"ringed: the chosen setting, {sw['chosen']}.",
                     [str(f.relative_to(out)) for f in files], ["sweep/summary.json"])
 
+# %% ../nbs/50_figures.ipynb #3a4e28a8
+def build_arena(res: RunResults, out: Path) -> Artifact:
+    "The method arena's table and figure (nbs/37_arena.ipynb), when the run holds a finished arena."
+    from c2_course_correct.arena import build_arena as write_arena
+    if not (res.folder/"arena"/"summary.json").exists(): raise NotProduced("arena", "no method arena in this run (c2cc arena)")
+    made = write_arena(res.folder, out)
+    rows = {r["method"]: r for r in made["rows"]}
+    best = max((r for r in made["rows"] if r["method"] != "base"), key=lambda r: r["corr_mean"] or 0)
+    return Artifact("arena", "table", "The method arena: C2-Syn DPO, recovery SFT, DeRTa and backtracking on equal terms",
+                    f"Every method trained on the same C2-Syn requests and utility data for {best['steps']} steps, each tested alike on the "
+                    f"test split; highest Corr_mean: {best['method']} ({format_cell(best['corr_mean'])} against the base's "
+                    f"{format_cell(rows['base']['corr_mean'])}), with benign refusal {format_cell(best['benign_refusal'])}. "
+                    "The figure: Corr_mean against benign refusal, and the prefilling attack's success against depth.",
+                    [str(f.relative_to(out)) for f in (made["md"], made["csv"], made["figure"], made["figure"].with_suffix(".pdf"))],
+                    ["arena/summary.json", "arena/search/summary.json"])
+
 # %% ../nbs/50_figures.ipynb #50c9a0c6
 BUILDERS: list[Callable[[RunResults, Path], Artifact]] = [
     build_c2eval_models, build_corr_at_k, build_before_after, build_case_studies, build_course_correction_example,
     build_corr_mean_by_size, build_c2syn_ranked_responses, build_c2syn_cut_positions, build_c2syn_drops, build_c2syn_responses,
     build_dpo_training_curves, build_safety_asr, build_safety_asr_plot, build_safety_asr_by_category, build_safety_benign,
-    build_helpfulness, build_tradeoff, build_tradeoff_plot]
+    build_helpfulness, build_tradeoff, build_tradeoff_plot, build_arena]
 "Every artifact's builder, in the order the report shows them."
 
 PAPER_MAP: list[tuple[str, list[str], str | None]] = [

@@ -24,6 +24,7 @@ class SamplingConfig:
     temperature: float = 0.8
     top_p: float = 0.7
     max_new_tokens: int = 32
+    reset_bias: float = 0.0     # added to the `[RESET]` logit of a backtracking model (Zhang et al.'s knob); 0: off
 
     def __post_init__(self):
         if self.temperature < 0: raise ConfigError(f"temperature must be >= 0, got {self.temperature}")
@@ -159,6 +160,8 @@ class HFBackend:
         eos = self.model.generation_config.eos_token_id
         eos = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
         self.eos_ids = sorted(i for i in eos if i is not None)
+        from c2_course_correct.models import RESET_TOKEN
+        self.reset_id = self.tokenizer.get_vocab().get(RESET_TOKEN)
 
     def _decode(self, context: list[int], new: list[int]) -> str:
         "Text of `new` tokens as they continue `context` (keeps a leading space that a lone decode would drop)."
@@ -227,6 +230,7 @@ class HFBackend:
                            use_cache=True, logits_to_keep=1).logits[:, -1]
             pos = pos[:, -1]
             for t in range(sampling.max_new_tokens):
+                if sampling.reset_bias: logits[:, self.reset_id] += sampling.reset_bias
                 nxt = torch.where(done, tok.pad_token_id, sample_next(logits, gens, sampling))
                 new[:, t] = nxt
                 done |= torch.isin(nxt, eos)
@@ -248,6 +252,8 @@ class HFBackend:
     def generate(self, requests: Sequence[GenerationRequest], sampling: SamplingConfig,
                  progress: bool = True) -> list[list[str]]:
         "Continuations of each request, one per seed, in request order."
+        if sampling.reset_bias and self.reset_id is None:
+            raise ConfigError(f"reset_bias {sampling.reset_bias} needs a backtracking model (a tokenizer with [RESET]); {self.model_name} has none")
         from tqdm.auto import tqdm
         if not requests: return []
         ids = self.tokenizer([r.prompt for r in requests], add_special_tokens=False).input_ids
@@ -364,6 +370,7 @@ class VLLMBackend:
                  progress: bool = True) -> list[list[str]]:
         "Continuations of each request, one per seed, in request order."
         from vllm import SamplingParams
+        if sampling.reset_bias: raise ConfigError("reset_bias is not supported on the vllm backend yet; use backend hf")
         if not requests: return []
         ids = self.tokenizer([r.prompt for r in requests], add_special_tokens=False).input_ids
         prompts, params = [], []

@@ -15,7 +15,7 @@ from .core import ConfigError, DataError, StageConfig, append_jsonl, environment
 from .data import SPLIT_PARTS, HelpfulPair, load_helpful_pairs, request_key, split_pairs
 from .generate import Backend, GenerationRequest, SamplingConfig, make_backend
 from .judge import degenerate_reason
-from .models import chat_prompt, resolve_model
+from .models import after_reset, chat_prompt, resolve_model
 from .safety import RefusalJudge, benign_requests, rouge_l, wilson
 
 # %% auto #0
@@ -71,10 +71,11 @@ class HelpConfig(StageConfig):
 # %% ../nbs/45_helpfulness.ipynb #fd43810a
 def answer_row(request: str, source: str, answer: str) -> dict:
     "One row of `answers.jsonl`: the answer, whether the compliance judge calls it a refusal, and whether it is degenerate, with reasons."
-    v = RefusalJudge().judge([dict(behavior=request, response=answer)])[0]
-    why = degenerate_reason(answer)
+    shown = after_reset(answer)   # a backtracking model's user reads the text after its last [RESET]
+    v = RefusalJudge().judge([dict(behavior=request, response=shown)])[0]
+    why = degenerate_reason(shown)
     return dict(request=request, source=source, answer=answer, refused=None if v.complied is None else not v.complied,
-                refusal_reason=v.reason, degenerate=why is not None, degenerate_reason=why)
+                refusal_reason=v.reason, degenerate=why is not None, degenerate_reason=why, **({"reset": True} if shown != answer else {}))
 
 # %% ../nbs/45_helpfulness.ipynb #7f00c1a5
 def response_nll(model, tokenizer, requests: Sequence[str], responses: Sequence[str], max_tokens: int, batch_size: int = 16) -> list[tuple[float, int]]:

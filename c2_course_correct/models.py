@@ -15,9 +15,10 @@ from .core import C2Error, ConfigError, cache_dir
 from .data import package_file
 
 # %% auto #0
-__all__ = ['DEFAULT_MODEL_NAME', 'GQA_ATTENTION', 'default_gguf_path', 'save_plain_copy', 'cached_plain_copy',
+__all__ = ['DEFAULT_MODEL_NAME', 'GQA_ATTENTION', 'RESET_TOKEN', 'default_gguf_path', 'save_plain_copy', 'cached_plain_copy',
            'default_model_dir', 'ModelSource', 'adapter_base', 'resolve_model', 'pick_device_dtype',
-           'use_gqa_attention', 'load_tokenizer', 'load_model', 'TemplateError', 'prefill_prompt', 'chat_prompt']
+           'use_gqa_attention', 'load_tokenizer', 'load_model', 'after_reset', 'TemplateError', 'prefill_prompt',
+           'chat_prompt']
 
 # %% ../nbs/02_models.ipynb #6d5c84db
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -150,8 +151,11 @@ def load_model(name: str, device: str | None = None, dtype: str | None = None):
     if src.kind == "adapter":
         from peft import PeftModel
         base, _ = load_model(adapter_base(src.path), device, dtype)
+        tok = load_tokenizer(name)
+        if len(tok) > base.get_input_embeddings().num_embeddings:   # an adapter that added tokens ([RESET]) stores their rows
+            base.resize_token_embeddings(len(tok), mean_resizing=False)
         # merged weights generate at the base model's speed; the base copy in memory is replaced, not kept
-        return PeftModel.from_pretrained(base, src.path).merge_and_unload().eval(), load_tokenizer(name)
+        return PeftModel.from_pretrained(base, src.path).merge_and_unload().eval(), tok
     device, torch_dtype = pick_device_dtype(device, dtype)
     tok = load_tokenizer(name)
     kw = dict(dtype=torch_dtype)
@@ -159,6 +163,13 @@ def load_model(name: str, device: str | None = None, dtype: str | None = None):
     else: model = AutoModelForCausalLM.from_pretrained(src.path, **kw)
     if device == "cpu": use_gqa_attention(model)
     return model.to(device).eval(), tok
+
+# %% ../nbs/02_models.ipynb #c1757277
+RESET_TOKEN = "[RESET]"
+
+def after_reset(text: str) -> str:
+    "What the user reads of a backtracking answer: the text after its last `[RESET]` (all of it when there is none)."
+    return text.rsplit(RESET_TOKEN, 1)[-1].lstrip() if RESET_TOKEN in text else text
 
 # %% ../nbs/02_models.ipynb #30afb955
 class TemplateError(C2Error):

@@ -17,6 +17,7 @@ from .dpo import TrainConfig
 from .safety import SafetyConfig
 from .helpfulness import HelpConfig
 from .sweep import SweepConfig
+from .arena import RECOVERY, ArenaConfig
 from .figures import model_size
 
 # %% auto #0
@@ -55,12 +56,13 @@ STAGE_KINDS = {  # notebook, stage config class, the file a finished run writes 
     "eval": ("10_benchmark.ipynb", EvalConfig, "summary.json"),
     "synth": ("20_synthesis.ipynb", SynthConfig, "stats.json"),
     "sweep": ("35_sweep.ipynb", SweepConfig, "summary.json"),
+    "arena": ("37_arena.ipynb", ArenaConfig, "summary.json"),
     "train": ("30_dpo.ipynb", TrainConfig, "stats.json"),
     "safety": ("40_safety.ipynb", SafetyConfig, "summary.json"),
     "helpfulness": ("45_helpfulness.ipynb", HelpConfig, "summary.json"),
     "figures": ("50_figures.ipynb", None, "REPORT.md"),
 }
-OPTIONAL_KINDS = {"sweep"}   # planned, but run only when named in --stages
+OPTIONAL_KINDS = {"sweep", "arena"}   # planned, but run only when named in --stages
 
 @dataclass
 class Stage:
@@ -120,6 +122,7 @@ def plan_stages(profile: dict, out: str | Path, only: list[str] | None = None, o
         trained = portable(train.folder/train.config.model_folder)
         for kind in ("eval", "safety", "helpfulness"):
             if kind in profile: stages.append(stage(f"{kind}-trained", kind, {"model": trained}))
+        if "arena" in profile: stages.append(stage("arena", "arena"))
     stages.append(Stage("figures", "figures", out, dict(run=portable(out), out=portable(out))))
     names = [s.name for s in stages]
     if len(set(names)) != len(names): raise ConfigError(f"two stages share a folder name: {names}")
@@ -192,6 +195,12 @@ def stage_work(s: Stage, profile: dict) -> dict:
                          f"{c.eval_items} validation items and the validation benign requests",
                     generated=sum(w["generated"] or 0 for _, w in parts), trained=sum(w["trained"] or 0 for _, w in parts),
                     model=c.train_config(profile, c.settings[0]).model, parts=parts)
+    if s.kind == "arena":
+        parts = _arena_parts(c, profile)
+        return dict(what=f"validation search of {len(c.settings)} settings, then each of {len(RECOVERY)} recovery methods on the test split "
+                         f"(C2-Eval, safety, helpfulness) and the prefilling attack at {c.prefill_k} tokens on {len(RECOVERY) + 2} models",
+                    generated=sum(w["generated"] or 0 for _, w in parts), trained=sum(w["trained"] or 0 for _, w in parts),
+                    model=profile["train"].get("model", "default"), parts=parts)
     if s.kind == "train":
         n = c.n_pairs or 15 * (profile.get("synth", {}).get("n_requests") or 0) or None
         if n is None: return dict(what="all pairs of the C2-Syn run (unknown before it runs)", generated=0, trained=None, model=c.model)
@@ -234,6 +243,13 @@ def _sweep_parts(c: SweepConfig, profile: dict) -> list[tuple[str, dict]]:
     parts = list(score)
     for x in c.settings: parts += [("train", stage_work(Stage("t", "train", Path("."), {}, c.train_config(profile, x)), profile)), *score]
     return parts
+
+def _arena_parts(c: ArenaConfig, profile: dict) -> list[tuple[str, dict]]:
+    "(kind, work) of every run the arena makes: its search (a sweep), each recovery method's test runs, and every prefilling attack."
+    search = _sweep_parts(SweepConfig(settings=c.settings, eval_items=c.eval_items), profile)
+    tests = [(k, stage_work(Stage(k, k, Path("."), {}, STAGE_KINDS[k][1].from_profile(profile)), profile)) for k in ("eval", "safety", "helpfulness")]
+    prefill = ("eval", stage_work(Stage("p", "eval", Path("."), {}, EvalConfig.from_profile(profile, unit="tokens", k=c.prefill_k)), profile))
+    return search + tests * len(RECOVERY) + [prefill] * (len(RECOVERY) + 2)
 
 def _request_bound(c: SynthConfig) -> int | None:
     "With n_requests=None every qualifying request is used: bound it by the data outside C2-Eval's split (when readable offline)."

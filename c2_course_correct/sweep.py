@@ -10,7 +10,8 @@ from pathlib import Path
 
 from .core import ConfigError, StageConfig, environment_info, load_profile, read_json, read_jsonl, write_json
 from .benchmark import EvalConfig, run_c2_eval
-from .dpo import TrainConfig, paired_change, train_dpo, trained_model_path
+from .dpo import TrainConfig, paired_change, trained_model_path
+from .recovery import train_model
 from .helpfulness import HelpConfig, compare_helpfulness, run_helpfulness
 
 # %% auto #0
@@ -96,7 +97,7 @@ def run_sweep(cfg: SweepConfig, profile: str | Path | dict, out: str | Path, pro
     validation_scores(prof, cfg, prof["train"].get("model", "default"), out/"base", progress)
     for i, s in enumerate(cfg.settings, 1):
         say(f"[{i}/{len(cfg.settings)}] {s['name']}: training")
-        train_dpo(configs[s["name"]], out/s["name"]/"train", progress=progress)
+        train_model(configs[s["name"]], out/s["name"]/"train", progress=progress)
         say(f"[{i}/{len(cfg.settings)}] {s['name']}: scoring on validation")
         validation_scores(prof, cfg, str(trained_model_path(out/s["name"]/"train")), out/s["name"], progress)
     rows = [setting_row(s["name"], s, out/s["name"], out/"base") for s in cfg.settings]

@@ -32,8 +32,11 @@ def test_default_run_gives_every_table_and_figure(default_report):
         pdf = (out/"figures"/f"{name}.pdf").read_bytes()
         assert pdf.startswith(b"%PDF") and b"/Subtype /Image" not in pdf, f"{name}.pdf is not purely vector"
     provenance = read_json(out/"artifacts.json")
-    assert {a["name"] for a in provenance["artifacts"]} == set(TABLES + FIGURES)
+    assert {a["name"] for a in provenance["artifacts"]} == set(TABLES + FIGURES + ["arena"])
     assert list(provenance["not_produced"]) == ["corr_mean_by_size"]   # the default run evaluates one model size
+    arena = next(a for a in provenance["artifacts"] if a["name"] == "arena")   # the arena's table (md, csv) and figure
+    assert sorted(arena["files"]) == ["figures/arena.pdf", "figures/arena.png", "tables/arena.csv", "tables/arena.md"]
+    assert b"/Subtype /Image" not in (out/"figures"/"arena.pdf").read_bytes()
 
 
 def test_csv_numbers_are_the_summaries(repo, default_report):

@@ -92,7 +92,7 @@ def test_paper_dry_run_needs_no_gpu_and_writes_nothing(run_c2cc, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--set", "eval.judge_api_key=sk-1"], "secrets are read from the environment"),
-    (["--set", "train.lora_rank=4"], "unknown DPO setting(s) ['lora_rank']"),
+    (["--set", "train.lora_rank=4"], "unknown training setting(s) ['lora_rank']"),
     (["--set", "eval.n_items"], "write section.key=value"),
     (["--stages", "eval", "figures"], "unknown stage(s) ['eval']"),
     (["--profile", "no-such-profile"], "profile 'no-such-profile' not found"),
