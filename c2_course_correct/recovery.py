@@ -10,7 +10,7 @@ from typing import Sequence
 
 from .core import ConfigError, DataError, derive_seed, read_json, read_jsonl, write_json
 from .dpo import (TrainConfig, _curve_log_class, check_target_modules, fit_and_save, lora_config, mix_counts,
-                                   sample_pairs, train_dpo, trainer_args, utility_split)
+                                   train_dpo, trainer_args, utility_split)
 from .models import RESET_TOKEN, load_model, load_tokenizer, resolve_model
 
 # %% auto #0
