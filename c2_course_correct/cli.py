@@ -4,12 +4,12 @@
 
 # %% ../nbs/90_cli.ipynb #c33de8bf
 from __future__ import annotations
-import argparse, sys
+import argparse, subprocess, sys
 from pathlib import Path
 
 from .core import C2Error, C2_EVAL, ConfigError, load_profile, write_json
 from .benchmark import EvalConfig, corr_table, run_c2_eval
-from .dpo import FINETUNES, METHODS, TrainConfig, write_comparison
+from .dpo import FINETUNES, METHODS, TrainConfig, launcher_processes, rank_launch_command, write_comparison
 from .recovery import train_model
 from .helpfulness import HelpConfig, compare_helpfulness, run_helpfulness
 from .sweep import SweepConfig, run_sweep, sweep_table
@@ -28,7 +28,7 @@ def _run_options(seed_help: str) -> list:
     "The options every generating stage shares: backend, device, dtype, seed and batch size."
     return [("--backend", "backend", dict(choices=["hf", "vllm"], help="generation backend")),
             ("--device", "device", dict(help="cpu or cuda (default: cuda when available)")),
-            ("--dtype", "dtype", dict(help="float32 or bfloat16 (default: bfloat16 on CUDA, float32 on CPU)")),
+            ("--dtype", "dtype", dict(help="float32, bfloat16 or auto (bf16 where measured faster; default: bfloat16 on CUDA, float32 on CPU)")),
             ("--seed", "seed", dict(type=int, help=seed_help)),
             ("--batch-size", "batch_size", dict(type=int, help="sequences generated per batch; halves itself on out-of-memory"))]
 
@@ -161,7 +161,7 @@ _TRAIN_OPTIONS = [  # (flag, config field, argparse keywords)
     ("--answer-window", "answer_window", dict(type=int, help="answer tokens kept after chosen and rejected part")),
     ("--save-steps", "save_steps", dict(type=int, help="checkpoint every this many optimizer steps")),
     ("--device", "device", dict(help="cpu or cuda (default: cuda when available)")),
-    ("--dtype", "dtype", dict(help="float32 or bfloat16 (default: bfloat16 on CUDA, float32 on CPU)")),
+    ("--dtype", "dtype", dict(help="float32, bfloat16 or auto (bf16 where measured faster; default: bfloat16 on CUDA, float32 on CPU)")),
     ("--seed", "seed", dict(type=int, help="seed of the pair sample, the data order and the adapter's initialization")),
 ]
 
@@ -182,7 +182,12 @@ def cmd_train(args) -> int:
     over = _overrides(args, _TRAIN_OPTIONS) | ({"merge": True} if args.merge else {})
     cfg = TrainConfig.from_profile(args.profile, **over)
     out = Path(args.out or Path("outputs")/Path(args.profile).stem/"train")
+    if n := launcher_processes():   # `accelerate launch --cpu --num_processes n` started this one process only
+        print(f"accelerate launch --cpu started 1 of the {n} processes asked for (it leaves CPU ranks to MPI); "
+              f"starting {n} with torch.distributed.run", file=sys.stderr)
+        return subprocess.call(rank_launch_command(n, sys.argv))
     s = train_model(cfg, out, progress=not args.quiet)
+    if s is None: return 0          # not the main process: the main one reports
     print(f"{cfg.method} ({cfg.finetune}) of {cfg.model} on {s['pairs_used']} examples: {s['steps']} steps in {s['train_seconds']:.0f} s; "
           "last 10 steps: " + ", ".join(f"{k} {v}" for k, v in s["final"].items()))
     print(f"trained model: {s['model_path']}  (c2cc eval --model {s['model_path']})")

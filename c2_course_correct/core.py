@@ -13,9 +13,9 @@ from typing import Any, Iterable
 # %% auto #0
 __all__ = ['OPENERS', 'TRIGGERS', 'SPLIT_PUNCTUATION', 'C2_EVAL', 'C2_SYN', 'JUDGE_PROMPT', 'JUDGE_SETTINGS',
            'PAPER_MODELS_C2_EVAL', 'PAPER_MODELS_TRAINED', 'C2Error', 'ConfigError', 'DataError', 'numbered_jsonl',
-           'read_jsonl', 'read_json', 'append_jsonl', 'write_json', 'stable_id', 'derive_seed', 'config_hash',
-           'package_version', 'environment_info', 'cache_dir', 'notebook_markdown', 'profiles_dir', 'load_profile',
-           'StageConfig']
+           'read_jsonl', 'read_json', 'append_jsonl', 'write_json', 'scratch_folder', 'stable_id', 'derive_seed',
+           'config_hash', 'package_version', 'environment_info', 'cache_dir', 'notebook_markdown', 'profiles_dir',
+           'load_profile', 'StageConfig']
 
 # %% ../nbs/00_core.ipynb #326b1350
 OPENERS: list[str] = [
@@ -138,6 +138,14 @@ def write_json(path: str | Path, obj: Any) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as f: json.dump(obj, f, indent=2, ensure_ascii=False); f.write("\n")
     os.replace(tmp, path)
+
+_SCRATCH: list[tempfile.TemporaryDirectory] = []   # kept alive until the process ends, then each removes its folder
+
+def scratch_folder(prefix: str = "c2cc-") -> Path:
+    "A new empty temporary folder, removed when this process exits, however it exits short of a kill (a failed notebook cell included)."
+    folder = tempfile.TemporaryDirectory(prefix=prefix)
+    _SCRATCH.append(folder)
+    return Path(folder.name)
 
 # %% ../nbs/00_core.ipynb #c511f897
 def stable_id(*parts: Any, n: int = 16) -> str:

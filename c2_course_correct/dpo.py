@@ -4,7 +4,7 @@
 
 # %% ../nbs/30_dpo.ipynb #7afa81cf
 from __future__ import annotations
-import json, random, resource, sys, time
+import json, os, random, resource, sys, time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +16,11 @@ from .data import load_helpful_pairs, split_pairs
 from .models import load_model, load_tokenizer, resolve_model
 
 # %% auto #0
-__all__ = ['METHODS', 'FINETUNES', 'UTILITY_REFUSALS', 'PAIR_FIELDS', 'CURVE_KEYS', 'PLOTTED', 'TrainConfig', 'read_pairs',
-           'diverging_token', 'usable_pairs', 'sample_pairs', 'utility_split', 'utility_pairs', 'mix_counts',
-           'training_pairs', 'parting_window_collator', 'linear_module_names', 'check_target_modules', 'lora_config',
-           'trim_curves', 'plot_curves', 'model_card', 'dpo_card_lines', 'latest_checkpoint', 'trained_model_path',
+__all__ = ['METHODS', 'FINETUNES', 'UTILITY_REFUSALS', 'PAIR_FIELDS', 'CURVE_KEYS', 'PLOTTED', 'WORLD_SIZE_VARS', 'TrainConfig',
+           'read_pairs', 'diverging_token', 'usable_pairs', 'sample_pairs', 'utility_split', 'utility_pairs',
+           'mix_counts', 'training_pairs', 'parting_window_collator', 'linear_module_names', 'check_target_modules',
+           'lora_config', 'trim_curves', 'plot_curves', 'model_card', 'dpo_card_lines', 'process_rank',
+           'per_device_batch', 'launcher_processes', 'rank_launch_command', 'latest_checkpoint', 'trained_model_path',
            'last_mean', 'trainer_args', 'fit_and_save', 'train_dpo', 'compare_runs', 'paired_change',
            'mean_words_to_correct', 'before_after_table', 'write_comparison']
 
@@ -55,7 +56,7 @@ class TrainConfig(StageConfig):
     learning_rate: float = 5e-5
     epochs: float = 1.0
     max_steps: int | None = None            # stop after this many optimizer steps (None: the epochs decide)
-    batch_size: int = 8                     # pairs per device step
+    batch_size: int = 8                     # pairs per device step, all processes together (split across them)
     grad_accum: int = 1                     # device steps per optimizer step
     warmup: float = 0.1                     # share of the steps spent warming the learning rate up
     max_length: int = 512                   # prompt + answer tokens; longer sequences are cut at the end
@@ -261,7 +262,7 @@ def _curve_log_class():
         "Append each training log row (step, epoch and the trainer's metrics) to a JSONL file."
         def __init__(self, path: Path): self.path = Path(path)
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if not logs or "loss" not in logs: return
+            if not logs or "loss" not in logs or not state.is_world_process_zero: return   # logs are already averaged over ranks
             row = {"step": state.global_step, "epoch": round(state.epoch or 0, 4)}
             row.update({short: round(float(logs[k]), 6) for k, short in CURVE_KEYS.items() if k in logs})
             append_jsonl(self.path, [row])
@@ -322,6 +323,44 @@ def dpo_card_lines(cfg: TrainConfig, data: dict) -> list[str]:
             + (f"; answer window {cfg.answer_window} tokens" if cfg.answer_window else "")
             + ("; reference = base with the adapter off" if cfg.finetune == "lora" else "; reference = a frozen copy of the base")]
 
+# %% ../nbs/30_dpo.ipynb #186dfe08
+WORLD_SIZE_VARS = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_SIZE")   # torchrun, then MPI's
+
+def process_rank(environ: dict | None = None) -> tuple[int, int]:
+    "(rank, world size) of this process, as torchrun, accelerate or MPI set them; (0, 1) for a plain run."
+    env = os.environ if environ is None else environ
+    rank = next((int(env[k]) for k in ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK") if k in env), 0)
+    return rank, next((int(env[k]) for k in WORLD_SIZE_VARS if k in env), 1)
+
+def per_device_batch(cfg: TrainConfig, world_size: int) -> int:
+    "Pairs each process takes per device step: the profile's global `batch_size` split across `world_size` processes."
+    if cfg.batch_size % world_size:
+        raise ConfigError(f"batch_size {cfg.batch_size} does not split across {world_size} processes; "
+                          f"give a multiple of {world_size} (batch_size is the global batch of one device step)")
+    return cfg.batch_size // world_size
+
+def launcher_processes(environ: dict | None = None, launcher_argv: list[str] | None = None) -> int:
+    """How many processes `accelerate launch --cpu --num_processes N` asked for when it started only this one (0: none
+    missing). It leaves CPU ranks to MPI; `launcher_argv` is its command line (default: this process's parent's)."""
+    env = os.environ if environ is None else environ
+    if env.get("ACCELERATE_USE_CPU", "").lower() not in ("true", "1") or "MASTER_ADDR" not in env: return 0
+    if any(k in env for k in WORLD_SIZE_VARS): return 0    # ranks were started (torchrun, MPI)
+    if launcher_argv is None:
+        try: launcher_argv = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().decode().split("\0")
+        except OSError: launcher_argv = []
+    if "launch" not in launcher_argv:
+        raise ConfigError("accelerate launch --cpu asked for several processes but started one, and its command line cannot be read "
+                          "here; start the ranks with `torchrun --nproc_per_node N c2cc train ...` instead")
+    from accelerate.commands.launch import launch_command_parser
+    args = launch_command_parser().parse_args(launcher_argv[launcher_argv.index("launch") + 1:])
+    if (args.num_machines or 1) > 1:
+        raise ConfigError("accelerate launch --cpu on several machines needs MPI (--mpirun_hostfile): it starts one process per machine")
+    return args.num_processes if (args.num_processes or 1) > 1 else 0
+
+def rank_launch_command(n: int, argv: list[str]) -> list[str]:
+    "The command that starts `n` ranks of `argv` on this machine with torch.distributed.run (on a free port)."
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", *argv]
+
 # %% ../nbs/30_dpo.ipynb #f149fa9f
 def latest_checkpoint(folder: Path) -> Path | None:
     "The newest complete trainer checkpoint under `folder`, or None."
@@ -341,8 +380,9 @@ def last_mean(rows: list[dict], key: str, n: int = 10) -> float | None:
     return round(sum(v)/len(v), 4) if v else None
 
 def trainer_args(cfg: TrainConfig, out: Path, on_cuda: bool, dtype: str, progress: bool) -> dict:
-    "The TrainingArguments every method shares: batch, schedule, checkpoints, seeds and device."
-    return dict(output_dir=str(out/"checkpoints"), per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
+    "The TrainingArguments every method shares: batch (the global one split across processes), schedule, checkpoints, seeds and device."
+    return dict(output_dir=str(out/"checkpoints"), per_device_train_batch_size=per_device_batch(cfg, process_rank()[1]),
+                gradient_accumulation_steps=cfg.grad_accum, ddp_find_unused_parameters=False,
                 learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs, max_steps=cfg.max_steps or -1,
                 lr_scheduler_type="cosine", warmup_steps=cfg.warmup, max_length=cfg.max_length,
                 bf16=dtype == "bfloat16", use_cpu=not on_cuda,
@@ -351,22 +391,25 @@ def trainer_args(cfg: TrainConfig, out: Path, on_cuda: bool, dtype: str, progres
                 report_to="none", disable_tqdm=not progress, dataloader_num_workers=0)
 
 def fit_and_save(cfg: TrainConfig, out: Path, trainer, tok, data: dict, what: str, data_lines: list[str], tokens: int) -> dict:
-    "Train (resuming from the newest checkpoint under `out/checkpoints`), then write the curves, the model with its card, and stats.json."
+    """Train (resuming from the newest checkpoint under `out/checkpoints`), then write the curves, the model with its card, and
+    stats.json; returns the stats on the main process, None on the others (which write nothing)."""
     import torch
     device = str(next(trainer.model.parameters()).device)
     dtype = str(next(trainer.model.parameters()).dtype).replace("torch.", "")
     on_cuda = device.startswith("cuda")
+    rank, world = process_rank()
     resume = latest_checkpoint(out/"checkpoints")
-    if resume:
+    if rank == 0 and resume:
         print(f"{cfg.method}: resuming from {resume}", file=sys.stderr)
         trim_curves(out/"curves.jsonl", int(resume.name.split("-")[-1]))
-    elif (out/"curves.jsonl").exists(): (out/"curves.jsonl").unlink()   # a run killed before its first checkpoint starts over
+    elif rank == 0 and (out/"curves.jsonl").exists(): (out/"curves.jsonl").unlink()   # a run killed before its first checkpoint starts over
     from transformers.trainer_callback import PrinterCallback
     trainer.remove_callback(PrinterCallback)   # without a progress bar the trainer prints every log row; curves.jsonl keeps them
     if on_cuda: torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.perf_counter() - t0
+    if rank: return None
     curves = read_jsonl(out/"curves.jsonl")
     plot_curves(curves, out/"curves.png", f"{what}: {cfg.model}, {data['used']} examples" + (f" ({data['utility']['used']} utility)" if cfg.utility_ratio else ""))
     peak = (torch.cuda.max_memory_allocated() if on_cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**30
@@ -374,7 +417,8 @@ def fit_and_save(cfg: TrainConfig, out: Path, trainer, tok, data: dict, what: st
                  train_tokens=tokens, train_seconds=round(seconds, 1), resumed_from=resume.name if resume else None,
                  seconds_per_step=round(seconds / max(1, trainer.state.global_step - (int(resume.name.split('-')[-1]) if resume else 0)), 2),
                  peak_memory_gib=round(peak, 2), peak_memory_kind="cuda allocated" if on_cuda else "process max RSS",
-                 device=device, dtype=dtype, train_loss=round(result.training_loss, 4),
+                 device=device, dtype=dtype, world_size=world, per_device_batch=per_device_batch(cfg, world),
+                 global_batch=cfg.batch_size * cfg.grad_accum, train_loss=round(result.training_loss, 4),
                  final={k: last_mean(curves, k) for k in PLOTTED if any(k in r for r in curves)},
                  data={k: v for k, v in data.items() if k != "lines"}, config=cfg.identity(), environment=environment_info())
     trained = trainer.model
@@ -395,13 +439,14 @@ def fit_and_save(cfg: TrainConfig, out: Path, trainer, tok, data: dict, what: st
     return stats
 
 def train_dpo(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
-    "Train (or resume training) with DPO on C2-Syn pairs into `out`; returns the run's stats."
+    "Train (or resume training) with DPO on C2-Syn pairs into `out`; returns the run's stats (None on a process other than the main one)."
     if cfg.method != "c2syn-dpo": raise ConfigError(f"train_dpo trains method c2syn-dpo, not {cfg.method}; use recovery.train_model")
     resolve_model(cfg.model)
     pairs_file = cfg.pairs_file
     pairs = read_pairs(pairs_file)   # bad pairs fail here, before the libraries' 15 s of imports
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    cfg.claim(out)
+    out, main = Path(out), process_rank()[0] == 0
+    out.mkdir(parents=True, exist_ok=True)
+    if main: cfg.claim(out)
     if (out/"stats.json").exists():
         return read_json(out/"stats.json")
     from datasets import Dataset
@@ -415,7 +460,7 @@ def train_dpo(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     rows, which = training_pairs(cfg, pairs, usable)
     data = dict(pairs_file=str(pairs_file), total=len(pairs), usable=len(usable), used=len(rows), c2syn_used=len(which["c2syn_lines"]),
                 utility=which["utility"], dropped=dict(dropped), lines=which["c2syn_lines"])
-    write_json(out/"data.json", data)
+    if main: write_json(out/"data.json", data)
     train_set = Dataset.from_list([{f: r[f] for f in PAIR_FIELDS} for r in rows])
     tokens = sum(min(len(_render(tok, r["prompt"], r[a])), cfg.max_length) for r in rows for a in ("chosen", "rejected"))
     set_seed(cfg.seed)   # the adapter's random initialization, so that a run and its resumed twin start alike

@@ -4,7 +4,7 @@
 
 # %% ../nbs/50_figures.ipynb #dbbb3db3
 from __future__ import annotations
-import csv, hashlib, json, re, tempfile, textwrap
+import csv, hashlib, json, re, textwrap
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -1030,9 +1030,11 @@ def write_provenance(run: str | Path | None, out: str | Path, artifacts: list[Ar
     return path
 
 def make_report(run: str | Path | None = None, out: str | Path | None = None) -> Path:
-    "Build every table and figure of `run` and write REPORT.md and artifacts.json into `out` (default: `run`, or a temporary folder when run is None)."
+    "Build every table and figure of `run` and write REPORT.md and artifacts.json into `out` (default: the run folder `run`)."
+    if run is None and out is None:   # the committed run's files are results, never rebuilt in place by accident
+        raise ConfigError("make_report(None) reads the committed default run; give `out`, a folder for its report")
     folder = resolve_run(run)
-    out = Path(out) if out is not None else folder if run is not None else Path(tempfile.mkdtemp(prefix="c2cc-report-"))
+    out = Path(out) if out is not None else folder
     artifacts, not_produced = build_all(folder, out)
     report = write_report(folder, out, artifacts, not_produced)
     write_provenance(folder, out, artifacts, not_produced)

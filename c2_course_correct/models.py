@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_models.ipynb #c8e570dd
 from __future__ import annotations
-import os, shutil, sys, tempfile
+import functools, os, shutil, sys, tempfile, time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,10 +15,10 @@ from .core import C2Error, ConfigError, cache_dir
 from .data import package_file
 
 # %% auto #0
-__all__ = ['DEFAULT_MODEL_NAME', 'GQA_ATTENTION', 'RESET_TOKEN', 'default_gguf_path', 'save_plain_copy', 'cached_plain_copy',
-           'default_model_dir', 'ModelSource', 'adapter_base', 'resolve_model', 'pick_device_dtype',
-           'use_gqa_attention', 'load_tokenizer', 'load_model', 'after_reset', 'TemplateError', 'prefill_prompt',
-           'chat_prompt']
+__all__ = ['DEFAULT_MODEL_NAME', 'BF16_NEEDED', 'GQA_ATTENTION', 'RESET_TOKEN', 'default_gguf_path', 'save_plain_copy',
+           'cached_plain_copy', 'default_model_dir', 'ModelSource', 'adapter_base', 'resolve_model', 'matmul_rate',
+           'cpu_bf16_speedup', 'pick_device_dtype', 'use_gqa_attention', 'load_tokenizer', 'load_model', 'after_reset',
+           'TemplateError', 'prefill_prompt', 'chat_prompt']
 
 # %% ../nbs/02_models.ipynb #6d5c84db
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -96,15 +96,35 @@ def resolve_model(name: str) -> ModelSource:
     return ModelSource(name, "hub", name)
 
 # %% ../nbs/02_models.ipynb #27ef1129
+BF16_NEEDED = 1.2   # bf16 must beat fp32 by this factor: it costs precision, so a tie is not worth it
+
+def matmul_rate(dtype: str = "float32", rows: int = 64, seconds: float = 0.1) -> float:
+    "FLOP/s of this CPU's matrix products in `dtype` at a decoding shape of the default model: (rows x 576) by (576 x 1536)."
+    import torch
+    a, w = torch.randn(rows, 576, dtype=getattr(torch, dtype)), torch.randn(576, 1536, dtype=getattr(torch, dtype))
+    a @ w                                              # the first product picks and warms the kernel
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds: a @ w; n += 1
+    return 2 * rows * 576 * 1536 * n / (time.perf_counter() - t0)
+
+@functools.lru_cache(maxsize=None)
+def cpu_bf16_speedup() -> float:
+    "How many times as fast this CPU multiplies bf16 matrices as fp32 ones (`matmul_rate`), measured once per process."
+    return matmul_rate("bfloat16") / matmul_rate("float32")
+
 def pick_device_dtype(device: str | None = None, dtype: str | None = None) -> tuple[str, "torch.dtype"]:
-    "Device (`cuda` if available, else `cpu`) and dtype (bf16 on CUDA, fp32 on CPU) unless given."
+    "Device (`cuda` if available, else `cpu`) and dtype: bf16 on CUDA, fp32 on CPU unless given; `auto` measures the CPU (see above)."
     import torch
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available(): raise ConfigError("device 'cuda' requested but no CUDA GPU is visible")
     names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
              "float16": torch.float16, "fp16": torch.float16}
-    if dtype is None: return device, (torch.bfloat16 if device.startswith("cuda") else torch.float32)
-    if dtype not in names: raise ConfigError(f"unknown dtype {dtype!r}; use one of {sorted(names)}")
+    if dtype == "auto" and not device.startswith("cuda"):
+        fast = cpu_bf16_speedup() >= BF16_NEEDED
+        print(f"dtype auto: {'bfloat16' if fast else 'float32'} (this CPU multiplies bf16 {cpu_bf16_speedup():.1f}x as fast as fp32)", file=sys.stderr)
+        return device, torch.bfloat16 if fast else torch.float32
+    if dtype is None or dtype == "auto": return device, (torch.bfloat16 if device.startswith("cuda") else torch.float32)
+    if dtype not in names: raise ConfigError(f"unknown dtype {dtype!r}; use auto or one of {sorted(names)}")
     return device, names[dtype]
 
 # %% ../nbs/02_models.ipynb #b9e5ec79

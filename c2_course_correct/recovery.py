@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .core import ConfigError, DataError, derive_seed, read_json, read_jsonl, write_json
-from .dpo import (TrainConfig, _curve_log_class, check_target_modules, fit_and_save, lora_config, mix_counts,
+from .dpo import (TrainConfig, _curve_log_class, check_target_modules, fit_and_save, process_rank, lora_config, mix_counts,
                                    train_dpo, trainer_args, utility_split)
 from .models import RESET_TOKEN, load_model, load_tokenizer, resolve_model
 
@@ -160,11 +160,12 @@ def card_lines(cfg: TrainConfig, data: dict) -> list[str]:
             + ("; `[RESET]` added to the vocabulary" if cfg.method == "backtrack" else "")]
 
 def train_sft(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
-    "Train (or resume training) a recovery method (recovery-sft, derta, backtrack) into `out`; returns the run's stats."
+    "Train (or resume training) a recovery method (recovery-sft, derta, backtrack) into `out`; returns the run's stats (None on a process other than the main one)."
     resolve_model(cfg.model)
     harmful_examples(cfg.pairs_file.parent)   # a missing or empty C2-Syn folder fails here, before the libraries load
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    cfg.claim(out)
+    out, main = Path(out), process_rank()[0] == 0
+    out.mkdir(parents=True, exist_ok=True)
+    if main: cfg.claim(out)
     if (out/"stats.json").exists(): return read_json(out/"stats.json")
     from datasets import Dataset
     from transformers import set_seed
@@ -176,7 +177,7 @@ def train_sft(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     set_seed(cfg.seed)   # the new embedding row and the adapter start alike in a run and its resumed twin
     reset = add_reset_token(tok, model) if cfg.method == "backtrack" else None
     records, data = method_examples(cfg, tok)
-    write_json(out/"data.json", data)
+    if main: write_json(out/"data.json", data)
     peft = lora_config(cfg) if cfg.finetune == "lora" else None
     if peft is not None and reset is not None: peft.trainable_token_indices = [reset]
     columns = Dataset.from_list([{"input_ids": r["input_ids"], "labels": r["labels"]} for r in records])
@@ -197,5 +198,5 @@ def train_sft(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     return fit_and_save(cfg, out, trainer, tok, data, WHAT[cfg.method], card_lines(cfg, data), tokens)
 
 def train_model(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
-    "Train `cfg.method` into `out`: C2-Syn DPO (`dpo.train_dpo`) or a recovery method (`train_sft`)."
+    "Train `cfg.method` into `out`: C2-Syn DPO (`dpo.train_dpo`) or a recovery method (`train_sft`); None on a process other than the main one."
     return train_dpo(cfg, out, progress) if cfg.method == "c2syn-dpo" else train_sft(cfg, out, progress)

@@ -4,7 +4,8 @@
 
 # %% ../nbs/60_reproduce.ipynb #691aef73
 from __future__ import annotations
-import fcntl, json, math, os, re, sys, time
+import fcntl, json, math, os, re, shutil, sys, time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,8 +25,8 @@ from .figures import model_size
 __all__ = ['SECRET_NAME', 'STAGE_KINDS', 'OPTIONAL_KINDS', 'FLOP_RATES', 'LOAD_SECONDS', 'SAFETY_PROMPT_TOKENS', 'GPU_MEMORY',
            'apply_sets', 'resolve_profile', 'Stage', 'repo_root', 'portable', 'model_slug', 'plan_stages',
            'executed_ok', 'stage_status', 'check_no_conflicts', 'model_params', 'stage_work', 'plan_device',
-           'estimate_seconds', 'dry_run_text', 'StageFailed', 'secret_values', 'scrub_secrets', 'run_stage',
-           'earlier_attempts', 'write_profile', 'reproduce']
+           'estimate_seconds', 'dry_run_text', 'StageFailed', 'secret_values', 'scrub_secrets', 'stage_tmpdir',
+           'run_stage', 'earlier_attempts', 'write_profile', 'reproduce']
 
 # %% ../nbs/60_reproduce.ipynb #44261bab
 SECRET_NAME = re.compile(r"(api_?key|token|secret|password)", re.I)
@@ -334,6 +335,19 @@ def _kernel_name() -> str:
     install(kernel_name="c2cc", display_name="c2cc", prefix=sys.prefix)
     return "c2cc"
 
+@contextmanager
+def stage_tmpdir(folder: Path):
+    """The stage kernel's TMPDIR: `folder`/.tmp, emptied before and removed after, however the stage ends. Inside the run
+    folder, what a killed run leaves there goes with the next attempt instead of piling up in the system's temporary directory."""
+    tmp, before = folder/".tmp", os.environ.get("TMPDIR")
+    shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
+    os.environ["TMPDIR"] = str(tmp)            # the kernel is a child process: it inherits this
+    try: yield tmp
+    finally:
+        if before is None: os.environ.pop("TMPDIR")
+        else: os.environ["TMPDIR"] = before
+        shutil.rmtree(tmp, ignore_errors=True)
+
 def run_stage(s: Stage, progress: bool = True) -> float:
     "Execute a stage's notebook with its parameters into its folder; returns the seconds it took."
     import papermill as pm
@@ -344,9 +358,10 @@ def run_stage(s: Stage, progress: bool = True) -> float:
     s.folder.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     try:
-        pm.execute_notebook(str(s.notebook), str(s.executed), parameters=s.parameters, cwd=str(repo_root()),
-                            kernel_name=_kernel_name(), progress_bar=progress, log_output=False,
-                            extra_arguments=["--IPKernelApp.log_level=ERROR"])   # not the kernel's loopback-transport warning
+        with stage_tmpdir(s.folder):
+            pm.execute_notebook(str(s.notebook), str(s.executed), parameters=s.parameters, cwd=str(repo_root()),
+                                kernel_name=_kernel_name(), progress_bar=progress, log_output=False,
+                                extra_arguments=["--IPKernelApp.log_level=ERROR"])   # not the kernel's loopback-transport warning
     except PapermillExecutionError as e:
         raise StageFailed(f"stage {s.name} failed in nbs/{s.notebook.name}, cell {e.exec_count or e.cell_index}: "
                           f"{e.ename}: {e.evalue}; the executed notebook with the traceback is {portable(s.executed)}") from None

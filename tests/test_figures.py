@@ -122,6 +122,10 @@ def test_empty_folder_is_refused_naming_it(tmp_path):
     assert "eval-*/summary.json" in str(e.value)
 
 
+def test_the_committed_run_is_never_rebuilt_in_place_by_default():
+    with pytest.raises(C2Error, match="give `out`"): make_report(None)
+
+
 def test_summary_without_corr_at_k_is_refused_naming_the_file(repo, tmp_path):
     shutil.copytree(repo/"outputs"/"default"/"eval-base", tmp_path/"eval-base")
     summary = read_json(tmp_path/"eval-base"/"summary.json")

@@ -14,16 +14,19 @@ def test_smoke_reproduce_killed_during_dpo_resumes_and_reports(repo, run_c2cc, r
     prof = yaml.safe_load((repo/"configs"/"smoke.yaml").read_text())
     prof["safety"].update(attacks=["direct", "caesar"], benign=2)   # every attack runs in tests/test_safety.py
     profile.write_text(yaml.safe_dump(prof))
-    out = (tmp_path/"run").resolve()
+    out, tmp = (tmp_path/"run").resolve(), tmp_path/"tmp"
+    tmp.mkdir()
+    env = {"OPENAI_API_KEY": SECRET, "TMPDIR": str(tmp)}   # a private temporary directory: what the run leaves there shows
     args = ["reproduce", "--profile", profile, "--out", out, "--quiet"]
     started = time.time()
-    run_c2cc_killed(args, watch=out/"train"/"curves.jsonl", lines=1, timeout=900, env={"OPENAI_API_KEY": SECRET})
+    run_c2cc_killed(args, watch=out/"train"/"curves.jsonl", lines=1, timeout=900, env=env)
     time.sleep(3)   # the killed run's kernel sees its parent gone and exits within a second
     assert read_json(out/"reproduce.json")["stages"][4]["status"] == "running"
     assert not (out/"train"/"stats.json").exists() and not (out/"REPORT.md").exists()
 
-    r = run_c2cc(*args, env={"OPENAI_API_KEY": SECRET}, timeout=900)
+    r = run_c2cc(*args, env=env, timeout=900)
     assert r.returncode == 0, r.stderr
+    assert not list(tmp.iterdir()) and not list(out.rglob(".tmp")), "the run left temporary files"   # the killed one's went with the resume
     assert "[1/9] eval-base: complete for this config, skipped" in r.stdout
     assert "[4/9] synth: complete for this config, skipped" in r.stdout
     assert "[5/9] train: resuming nbs/30_dpo.ipynb" in r.stdout and "[9/9] figures: running" in r.stdout
@@ -110,9 +113,22 @@ def test_reproduce_refuses_a_folder_of_another_config(repo, run_c2cc, tmp_path):
 
 
 def test_a_failing_stage_names_its_notebook_and_cell(run_c2cc, tmp_path):
-    r = run_c2cc("reproduce", "--profile", "smoke", "--out", tmp_path/"run", "--stages", "train", "--quiet")
+    (tmp_path/"tmp").mkdir()
+    r = run_c2cc("reproduce", "--profile", "smoke", "--out", tmp_path/"run", "--stages", "train", "--quiet", env={"TMPDIR": str(tmp_path/"tmp")})
     assert r.returncode == 2
+    assert not list((tmp_path/"tmp").iterdir()) and not list((tmp_path/"run").rglob(".tmp")), "the failed run left temporary files"
     assert re.search(r"stage train failed in nbs/30_dpo.ipynb, cell \d+: ConfigError: no preference pairs at", r.stderr), r.stderr
     executed = tmp_path/"run"/"train"/"30_dpo.ipynb"
     assert str(executed) in r.stderr and "no preference pairs" in executed.read_text()
     assert read_json(tmp_path/"run"/"reproduce.json")["stages"][0]["status"] == "failed"
+
+
+def test_a_failing_figures_stage_leaves_no_temporary_files(repo, run_c2cc, tmp_path):
+    run, tmp = tmp_path/"run", tmp_path/"tmp"
+    tmp.mkdir()
+    summary = read_json(repo/"outputs"/"default"/"eval-base"/"summary.json")
+    (run/"eval-base").mkdir(parents=True)
+    (run/"eval-base"/"summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "corr_at_k"}))
+    r = run_c2cc("reproduce", "--profile", "smoke", "--out", run, "--stages", "figures", "--quiet", env={"TMPDIR": str(tmp)})
+    assert r.returncode == 2 and "stage figures failed in nbs/50_figures.ipynb" in r.stderr and "corr_at_k" in r.stderr, r.stderr
+    assert not list(tmp.iterdir()) and not list(run.rglob(".tmp")), f"left: {list(tmp.iterdir())}"
