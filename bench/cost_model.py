@@ -1,4 +1,5 @@
-"""GPU-hours for the paper's scale on one H100: C2-Eval of the ten models, C2-Syn's 750K pairs, DPO of two 7B models.
+"""GPU-hours for the paper's scale on one H100: C2-Eval of the ten models, C2-Syn's 750K pairs, DPO of two 7B models;
+then the whole paper run (safety stages included) on 1 and on 8 GPUs, as `c2cc reproduce --dry-run --gpus N` prices it.
 
 The work (tokens generated and trained per stage) comes from the paper profile, through the same `plan_stages`
 and `stage_work` that `c2cc reproduce --dry-run` uses. The time per token comes from the card, not from a
@@ -13,6 +14,10 @@ measurement (no GPU run of the paper scale exists in this project); every assump
   checkpointing, at the training MFU below; LoRA's saving in FLOP is small (the backward still flows through
   every frozen layer), its saving is memory;
 - model loading: 2 minutes per stage.
+
+The last part uses the dry run's own rates and rules (nbs/60_reproduce.ipynb): the stages that split their work
+(C2-Syn and safety by shards, training by DDP at an assumed 90% scaling) use every GPU; C2-Eval and helpfulness
+one engine each.
 
     python bench/cost_model.py [--batch 256] [--mfu-decode 0.35] [--mfu-train 0.40]
 """
@@ -72,7 +77,22 @@ def main() -> None:
     for name, model, note, secs in rows:
         print(f"| {name} | {model} | {note} | {'unknown' if secs is None else f'{secs / 3600:.2f}'} |")
     print(f"| **total** | | (Phi-3-small unknown; Qwen2-72B counted as one GPU's time) | **{total / 3600:.1f}** |")
+    for gpus in (1, 8):
+        wall, gpu_h = paper_run_hours(gpus)
+        print(f"paper run, every stage of `c2cc reproduce --profile paper` (one trained model; Phi-3-small unknown), {gpus} GPU{'s' * (gpus > 1)}: "
+              f"{wall:.1f} h wall, {gpu_h:.1f} GPU-hours")
     print(f"total GPU-hours on one H100 = {total / 3600:.1f}")
+
+
+def paper_run_hours(gpus: int) -> tuple[float, float]:
+    "Wall hours and GPU-hours of the paper profile's planned stages on `gpus` GPUs, by the dry run's estimate."
+    from c2_course_correct.reproduce import estimate_seconds, plan_stages, resolve_profile, stage_gpus, stage_work
+    profile = resolve_profile("paper", [])
+    wall = gpu_h = 0.0
+    for s in plan_stages(profile, "outputs/paper"):
+        secs = estimate_seconds(s, stage_work(s, profile), "cuda", gpus) or 0.0
+        wall += secs / 3600; gpu_h += secs * stage_gpus(s, "cuda", gpus) / 3600
+    return wall, gpu_h
 
 
 if __name__ == "__main__":

@@ -49,15 +49,16 @@ class EvalConfig(StageConfig):
     reset_bias: float = 0.0                # backtracking models: added to the [RESET] logit (Zhang et al.'s safety/over-backtracking knob)
     unit: str = "words"                    # k counts words (C2-Eval) or model tokens (Qi et al.'s prefilling attack, with its ASR)
     batch_size: int = 256                  # sequences per batch; does not change results
+    tensor_parallel_size: int = 1             # vllm backend: GPUs one engine spans (a model too large for one GPU); does not change results
 
-    STAGE, SECTION, NOT_IDENTITY, LATER = "C2-Eval", "eval", ("batch_size",), ("reset_bias", "unit")
+    STAGE, SECTION, NOT_IDENTITY, LATER = "C2-Eval", "eval", ("batch_size", "tensor_parallel_size"), ("reset_bias", "unit")
 
     def __post_init__(self):
         if not self.k or any(not isinstance(k, int) or k < 1 for k in self.k):
             raise ConfigError(f"k must be a list of positive whole numbers (of {self.unit}), got {self.k!r}")
         if len(set(self.k)) != len(self.k): raise ConfigError(f"k has repeated values: {self.k}")
         if self.unit not in UNITS: raise ConfigError(f"unit must be one of {UNITS}, got {self.unit!r}")
-        self.require_whole(("samples", "n_items", "eval_size", "max_new_tokens", "batch_size"))
+        self.require_whole(("samples", "n_items", "eval_size", "max_new_tokens", "batch_size", "tensor_parallel_size"))
         self.require_whole(("val_size",), minimum=0)
         if self.part not in SPLIT_PARTS: raise ConfigError(f"part must be one of {SPLIT_PARTS}, got {self.part!r}")
         size = "eval_size" if self.part == "test" else "val_size"
@@ -166,7 +167,8 @@ def run_c2_eval(cfg: EvalConfig, out: str | Path, backend: Backend | None = None
     judge = judge or make_judge(cfg.judge, model=cfg.judge_model, base_url=cfg.judge_base_url)
     t_gen = t_judge = 0.0; generated = 0
     if pending:
-        backend = backend or make_backend(cfg.backend, cfg.model, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size)
+        backend = backend or make_backend(cfg.backend, cfg.model, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size,
+                                                tensor_parallel_size=cfg.tensor_parallel_size)
         groups = list(pending.values())
         per_chunk = max(1, cfg.batch_size // cfg.samples)
         for start in range(0, len(groups), per_chunk):

@@ -252,13 +252,18 @@ def _safety_parser(sub) -> None:
                                    "and DIR/summary.json; rerunning with the same settings resumes.")
     _add_profile_options(p, _SAFETY_OPTIONS)
     p.add_argument("--out", default=None, help="output folder (default: outputs/<profile>/safety-base)")
+    p.add_argument("--shard", default="0/1", help="i/n: every n-th behavior and benign request from the i-th, one process per GPU "
+                                                  "into one folder (default: 0/1)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 def cmd_safety(args) -> int:
     "Run the safety stage from parsed arguments and print ASR per attack."
     cfg = SafetyConfig.from_profile(args.profile, **_overrides(args, _SAFETY_OPTIONS))
     out = Path(args.out or Path("outputs")/Path(args.profile).stem/"safety-base")
-    s = run_safety(cfg, out, progress=not args.quiet)
+    s = run_safety(cfg, out, progress=not args.quiet, shard=_shard(args.shard))
+    if s is None:
+        print(f"safety shard {args.shard} done -> {out}; the last shard to finish writes the summary")
+        return 0
     print(f"safety of {cfg.model} on {s['n_behaviors']} behaviors ({s['adaptive_behaviors']} for gcg, autodan, pair), judge {cfg.judge} -> {out}")
     for a, v in s["asr"].items():
         asr = "n/a" if v["asr"] is None else f"{v['asr']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]"
@@ -386,11 +391,12 @@ def _reproduce_parser(sub) -> None:
                    help="override one profile value (a YAML value), e.g. --set train.max_steps=4; repeatable")
     p.add_argument("--stages", nargs="+", default=None, help="run only these stages (names as the dry run prints them)")
     p.add_argument("--dry-run", action="store_true", help="print each stage, its parameters and estimated cost; run nothing")
+    p.add_argument("--gpus", type=int, default=1, help="with --dry-run: price the run on this many GPUs (shards and DDP; default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 def cmd_reproduce(args) -> int:
     "Run (or describe) a reproduction from parsed arguments."
-    rec = reproduce(args.profile, args.out, args.sets, args.stages, dry_run=args.dry_run, progress=not args.quiet)
+    rec = reproduce(args.profile, args.out, args.sets, args.stages, dry_run=args.dry_run, progress=not args.quiet, gpus=args.gpus)
     if not args.dry_run:
         this = rec["invocations"][-1]
         done = f"report: {rec['out']}/REPORT.md" if "figures" in this["ran"] else f"results: {rec['out']}"

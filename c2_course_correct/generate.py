@@ -326,12 +326,13 @@ class VLLMBackend:
 
     def __init__(self, model: str = "default", device: str | None = None, dtype: str | None = None,
                  batch_size: int = 256, enforce_eager: bool | None = None, kv_cache_gb: int = 4,
-                 max_model_len: int | None = None, gpu_memory_utilization: float = 0.85, seed: int = 0):
+                 max_model_len: int | None = None, gpu_memory_utilization: float = 0.85, seed: int = 0, tensor_parallel_size: int = 1):
         """Load `model` (a name `models.resolve_model` knows) into a vLLM engine.
 
         `batch_size` caps the sequences decoded together (`max_num_seqs`). `enforce_eager=None` means eager on
         CPU, CUDA graphs on GPU. `kv_cache_gb` sizes the CPU key/value cache; `gpu_memory_utilization` the GPU's.
-        `max_model_len` (prompt and answer tokens) defaults to the model's on GPU and to 4096 on CPU."""
+        `max_model_len` (prompt and answer tokens) defaults to the model's on GPU and to 4096 on CPU.
+        `tensor_parallel_size` splits one engine over that many GPUs, for a model whose weights do not fit one."""
         from c2_course_correct.models import load_tokenizer, pick_device_dtype
         if batch_size < 1: raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         vllm = _import_vllm()
@@ -341,6 +342,8 @@ class VLLMBackend:
         on_cpu = current_platform.is_cpu()
         if device and device.split(":")[0] != current_platform.device_type:
             raise ConfigError(f"device {device!r} requested, but this vLLM build runs on {current_platform.device_type}")
+        if on_cpu and tensor_parallel_size > 1:
+            raise ConfigError(f"tensor_parallel_size {tensor_parallel_size} needs as many GPUs; this vLLM build runs on CPU")
         if on_cpu: _cpu_engine_defaults(kv_cache_gb)
         if on_cpu and dtype is None: dtype = "float32"   # pick_device_dtype's CPU choice; vLLM's 'auto' would take bf16
         self.device, torch_dtype = pick_device_dtype(current_platform.device_type, dtype)
@@ -350,7 +353,7 @@ class VLLMBackend:
             # cannot do ("CPU Generator does not use offset"): schedule every prompt whole instead.
             max_model_len = max_model_len or 4096
             kw.update(enable_chunked_prefill=False, max_num_batched_tokens=max_model_len)
-        else: kw["gpu_memory_utilization"] = gpu_memory_utilization
+        else: kw.update(gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size)
         self.llm = vllm.LLM(model=path, tokenizer=path, dtype=str(torch_dtype).removeprefix("torch."), seed=seed,
                             enable_prefix_caching=True, max_num_seqs=batch_size, max_model_len=max_model_len,
                             enforce_eager=on_cpu if enforce_eager is None else enforce_eager, **kw)
@@ -389,8 +392,10 @@ class VLLMBackend:
 BACKENDS = ("hf", "vllm")
 
 def make_backend(name: str, model: str = "default", device: str | None = None, dtype: str | None = None,
-                 batch_size: int = 256) -> Backend:
-    "A generation backend by name: `hf` (transformers) or `vllm` (vLLM)."
+                 batch_size: int = 256, tensor_parallel_size: int = 1) -> Backend:
+    "A generation backend by name: `hf` (transformers) or `vllm` (vLLM, over `tensor_parallel_size` GPUs)."
+    if name == "hf" and tensor_parallel_size > 1:
+        raise ConfigError(f"tensor_parallel_size {tensor_parallel_size} needs backend vllm; the hf backend runs on one device")
     if name == "hf": return HFBackend(model, device=device, dtype=dtype, batch_size=batch_size)
-    if name == "vllm": return VLLMBackend(model, device=device, dtype=dtype, batch_size=batch_size)
+    if name == "vllm": return VLLMBackend(model, device=device, dtype=dtype, batch_size=batch_size, tensor_parallel_size=tensor_parallel_size)
     raise ConfigError(f"unknown backend {name!r}; use one of {BACKENDS}")

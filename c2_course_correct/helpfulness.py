@@ -41,11 +41,12 @@ class HelpConfig(StageConfig):
     dtype: str | None = None
     seed: int = 0                          # seeds the split
     batch_size: int = 64                   # does not change results
+    tensor_parallel_size: int = 1             # vllm backend: GPUs one engine spans (a model too large for one GPU); does not change results
 
-    STAGE, SECTION, NOT_IDENTITY = "helpfulness", "helpfulness", ("batch_size",)
+    STAGE, SECTION, NOT_IDENTITY = "helpfulness", "helpfulness", ("batch_size", "tensor_parallel_size")
 
     def __post_init__(self):
-        self.require_whole(("max_new_tokens", "nll_tokens", "batch_size"))
+        self.require_whole(("max_new_tokens", "nll_tokens", "batch_size", "tensor_parallel_size"))
         self.require_whole(("limit",), nullable=True)
         self.require_whole(("test_size", "val_size"), minimum=0)
         if self.part not in SPLIT_PARTS: raise ConfigError(f"part must be one of {SPLIT_PARTS}, got {self.part!r}")
@@ -135,7 +136,7 @@ def run_helpfulness(cfg: HelpConfig, out: str | Path, backend: Backend | None = 
     todo_n = [p for p in pairs if p.item_id not in nlls]
     if not (todo_a or todo_n) and (out/"summary.json").exists(): return read_json(out/"summary.json")
     t0 = time.perf_counter()
-    if todo_a or todo_n: backend = backend or make_backend(cfg.backend, cfg.model, cfg.device, cfg.dtype, cfg.batch_size)
+    if todo_a or todo_n: backend = backend or make_backend(cfg.backend, cfg.model, cfg.device, cfg.dtype, cfg.batch_size, cfg.tensor_parallel_size)
     for s in range(0, len(todo_a), cfg.batch_size):
         chunk = todo_a[s:s + cfg.batch_size]
         outs = backend.generate([GenerationRequest(chat_prompt(backend.tokenizer, q), (0,)) for q, _ in chunk], cfg.greedy, progress=progress)

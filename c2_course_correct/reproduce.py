@@ -22,11 +22,12 @@ from .arena import RECOVERY, ArenaConfig
 from .figures import model_size
 
 # %% auto #0
-__all__ = ['SECRET_NAME', 'STAGE_KINDS', 'OPTIONAL_KINDS', 'FLOP_RATES', 'LOAD_SECONDS', 'SAFETY_PROMPT_TOKENS', 'GPU_MEMORY',
-           'apply_sets', 'resolve_profile', 'Stage', 'repo_root', 'portable', 'model_slug', 'plan_stages',
-           'executed_ok', 'stage_status', 'check_no_conflicts', 'model_params', 'stage_work', 'plan_device',
-           'estimate_seconds', 'dry_run_text', 'StageFailed', 'secret_values', 'scrub_secrets', 'stage_tmpdir',
-           'run_stage', 'earlier_attempts', 'write_profile', 'reproduce']
+__all__ = ['SECRET_NAME', 'STAGE_KINDS', 'OPTIONAL_KINDS', 'FLOP_RATES', 'MULTI_GPU', 'GCG_STEPS_RUN', 'LOAD_SECONDS',
+           'SAFETY_PROMPT_TOKENS', 'GPU_MEMORY', 'apply_sets', 'resolve_profile', 'Stage', 'repo_root', 'portable',
+           'model_slug', 'plan_stages', 'executed_ok', 'stage_status', 'check_no_conflicts', 'model_params',
+           'stage_work', 'plan_device', 'stage_gpus', 'estimate_seconds', 'dry_run_text', 'StageFailed',
+           'secret_values', 'scrub_secrets', 'stage_tmpdir', 'run_stage', 'earlier_attempts', 'write_profile',
+           'reproduce']
 
 # %% ../nbs/60_reproduce.ipynb #44261bab
 SECRET_NAME = re.compile(r"(api_?key|token|secret|password)", re.I)
@@ -111,7 +112,9 @@ def plan_stages(profile: dict, out: str | Path, only: list[str] | None = None, o
     if "eval" in profile:
         stages.append(stage("eval-base", "eval"))
         base = profile["eval"].get("model", "default")
-        stages += [stage(f"eval-{model_slug(m)}", "eval", {"model": m}) for m in profile.get("models", []) if m != base]
+        tp = profile.get("tensor_parallel", {})   # model -> GPUs per vLLM engine, for models too large for one GPU
+        stages += [stage(f"eval-{model_slug(m)}", "eval", {"model": m} | ({"tensor_parallel_size": tp[m]} if m in tp else {}))
+                   for m in profile.get("models", []) if m != base]
     if "safety" in profile: stages.append(stage("safety-base", "safety"))
     if "helpfulness" in profile: stages.append(stage("helpfulness-base", "helpfulness"))
     if "synth" in profile: stages.append(stage("synth", "synth"))
@@ -161,9 +164,11 @@ def check_no_conflicts(stages: list[Stage]) -> None:
 
 # %% ../nbs/60_reproduce.ipynb #fed95130
 FLOP_RATES = {  # effective FLOP/s per kind of stage
-    "cpu": dict(eval=3.2e10, synth=1.1e10, train=8.1e10, safety=6.0e10, helpfulness=6.0e10),    # measured: 2-core CPU, fp32, the default profile
-    "cuda": dict(eval=1.0e14, synth=5.0e13, train=3.5e14, safety=5.0e13, helpfulness=5.0e13),   # assumed: one H100, bf16
-}
+    "cpu": dict(eval=3.2e10, synth=1.1e10, train=8.1e10, safety=6.0e10, scoring=6.0e10, helpfulness=6.0e10),    # measured: 2-core CPU, fp32, the default profile
+    "cuda": dict(eval=1.0e14, synth=5.0e13, train=3.5e14, safety=5.0e13, scoring=4.0e14, helpfulness=5.0e13),   # assumed: one H100, bf16
+}   # cpu scoring: measured with the rest of the safety stage
+MULTI_GPU = dict(synth=1.0, safety=1.0, train=0.9)   # stages that use every GPU, and their scaling (assumed; shards, DDP)
+GCG_STEPS_RUN = 0.85   # share of GCG's steps a search runs with gcg_early_stop (assumed, see above)
 LOAD_SECONDS = {"cpu": 20, "cuda": 120}   # model load per stage (the default GGUF's dequantization; a 7B from disk)
 
 def model_params(model: str) -> float | None:
@@ -221,12 +226,14 @@ def _safety_work(c: SafetyConfig, model: str) -> dict:
     a, has = min(n, c.adaptive_behaviors or n), lambda x: x in c.attacks
     static = n * (has("direct") + c.transfer_suffixes * has("gcg-transfer") + c.templates * has("templates") + sum(map(has, CIPHER_NAMES)))
     t = SAFETY_PROMPT_TOKENS
-    tokens = (static * (t["static"] + c.max_new_tokens) + a * has("gcg") * c.gcg_steps * (c.gcg_search_width + 3) * (t["gcg"] + c.gcg_suffix_tokens)
-              + a * has("autodan") * c.autodan_population * (c.autodan_generations + 1) * t["autodan"]
-              + a * has("pair") * c.pair_streams * c.pair_iterations * (t["pair"] + c.pair_attacker_tokens + c.max_new_tokens)
-              + len(benign_requests()[:c.benign]) * (t["benign"] + c.max_new_tokens))
+    gcg = a * has("gcg") * c.gcg_steps * (c.gcg_search_width + 3) * (t["gcg"] + c.gcg_suffix_tokens) * (GCG_STEPS_RUN if c.gcg_early_stop else 1)
+    scored = round(gcg + a * has("autodan") * c.autodan_population * (c.autodan_generations + 1) * t["autodan"])
+    generated = (static * (t["static"] + c.max_new_tokens)
+                 + a * has("pair") * c.pair_streams * c.pair_iterations * (t["pair"] + c.pair_attacker_tokens + c.max_new_tokens)
+                 + len(benign_requests()[:c.benign]) * (t["benign"] + c.max_new_tokens))
     return dict(what=f"{n} behaviors x {static // n if n else 0} model-free prompts, {a} behaviors for gcg/autodan/pair: "
-                     f"about {tokens:,} tokens read and written", generated=tokens, trained=0, model=model)
+                     f"about {generated + scored:,} tokens read and written ({scored:,} of them scored by GCG and AutoDAN)",
+                generated=generated, scored=scored, trained=0, model=model)
 
 def _helpfulness_work(c: HelpConfig, model: str) -> dict:
     "Tokens a helpfulness run reads and writes: each benign request and its greedy answer, each helpful response scored."
@@ -264,16 +271,24 @@ def plan_device(works: list[dict]) -> str:
     import torch
     return "cuda" if torch.cuda.is_available() or any((model_params(w["model"]) or 0) > 1e9 for w in works if w["model"]) else "cpu"
 
-def estimate_seconds(s: Stage, work: dict, dev: str) -> float | None:
-    "Estimated seconds of a stage's work on `dev` (see above); None when the model size or the work is unknown."
+def stage_gpus(s: Stage, dev: str, gpus: int) -> int:
+    "GPUs a stage holds on a machine of `gpus`: all for the kinds that split their work, else one engine's (its tensor-parallel size)."
+    if dev != "cuda": return 1
+    return gpus if s.kind in MULTI_GPU else min(gpus, getattr(s.config, "tensor_parallel_size", 1) or 1)
+
+def estimate_seconds(s: Stage, work: dict, dev: str, gpus: int = 1) -> float | None:
+    "Estimated wall seconds of a stage's work on `dev` with `gpus` GPUs (see above); None when the model size or the work is unknown."
     if work["model"] is None: return 15.0
     if "parts" in work:
-        each = [estimate_seconds(Stage(s.name, kind, s.folder, {}), w, dev) for kind, w in work["parts"]]
+        each = [estimate_seconds(Stage(s.name, kind, s.folder, {}), w, dev, gpus) for kind, w in work["parts"]]
         return None if None in each else sum(each)
     n = model_params(work["model"])
     if n is None or work["generated"] is None or work["trained"] is None: return None
-    flops = 2 * n * work["generated"] + (10 if work.get("checkpointing") else 8) * n * work["trained"]
-    return LOAD_SECONDS[dev] + flops / FLOP_RATES[dev][s.kind]
+    rate = FLOP_RATES[dev]
+    secs = (2 * n * work["generated"] / rate[s.kind] + 2 * n * work.get("scored", 0) / rate["scoring"]
+            + (10 if work.get("checkpointing") else 8) * n * work["trained"] / rate[s.kind])
+    split = gpus * MULTI_GPU[s.kind] if dev == "cuda" and s.kind in MULTI_GPU and gpus > 1 else 1
+    return LOAD_SECONDS[dev] + secs / split
 
 # %% ../nbs/60_reproduce.ipynb #7df1972e
 def _duration(seconds: float | None) -> str:
@@ -287,23 +302,26 @@ def _memory_note(work: dict, dev: str) -> str:
     if dev != "cuda" or not n or 2 * n < GPU_MEMORY: return ""
     return f"; its bf16 weights alone take {2 * n / 1e9:.0f} GB: more than one 80 GB GPU (tensor parallel)"
 
-def dry_run_text(stages: list[Stage], profile: dict) -> str:
-    "The plan as text: each stage, its status, parameters and estimated cost, then the total still to run."
-    lines, todo, unknown = [], 0.0, False
+def dry_run_text(stages: list[Stage], profile: dict, gpus: int = 1) -> str:
+    "The plan as text: each stage, its status, parameters and estimated cost (wall time with `gpus` GPUs), then the total still to run."
+    if not isinstance(gpus, int) or gpus < 1: raise ConfigError(f"gpus must be a whole number >= 1, got {gpus!r}")
+    lines, todo, gpu_hours, unknown = [], 0.0, 0.0, False
     works = [stage_work(s, profile) for s in stages]
     dev = plan_device(works)
+    on = f"{dev}, {gpus} GPUs" if dev == "cuda" and gpus > 1 else dev
     for i, (s, work) in enumerate(zip(stages, works), 1):
         status = "always rerun" if s.kind == "figures" else stage_status(s)
-        secs = estimate_seconds(s, work, dev)
+        secs = estimate_seconds(s, work, dev, gpus)
         if status != "complete":
             todo += secs or 0; unknown |= secs is None
+            gpu_hours += (secs or 0) * stage_gpus(s, dev, gpus) / 3600
         lines += [f"[{i}/{len(stages)}] {s.name}: nbs/{s.notebook.name} -> {portable(s.folder)} ({status})",
                   f"    parameters: {json.dumps(s.parameters)}",
                   f"    work: {work['what']}" + (f", model {work['model']}" if work["model"] else ""),
-                  f"    estimate: {_duration(secs)}" + (f" on {dev}" if secs is not None else " (model size or work unknown)")
+                  f"    estimate: {_duration(secs)}" + (f" on {on}" if secs is not None else " (model size or work unknown)")
                   + (" (done: skipped)" if status == "complete" else "") + _memory_note(work, dev)]
-    lines.append(f"to run: about {_duration(todo)}" + (", plus stages of unknown cost" if unknown else "")
-                 + " (estimates; see nbs/60_reproduce.ipynb for the rates)")
+    lines.append(f"to run: about {_duration(todo)}" + (f" of wall time on {gpus} GPU{'s' * (gpus > 1)} ({gpu_hours:.1f} GPU-hours)" if dev == "cuda" else "")
+                 + (", plus stages of unknown cost" if unknown else "") + " (estimates; see nbs/60_reproduce.ipynb for the rates)")
     return "\n".join(lines)
 
 # %% ../nbs/60_reproduce.ipynb #6e3c041a
@@ -404,15 +422,15 @@ def write_profile(profile: dict, path: Path, sets: list[str]) -> None:
     path.write_text(head + yaml.safe_dump({k: v for k, v in profile.items() if k != "_path"}, sort_keys=False))
 
 def reproduce(profile: str | Path, out: str | Path | None = None, sets: list[str] = (), stages: list[str] | None = None,
-              dry_run: bool = False, progress: bool = True, log=print) -> dict:
-    "Run (or with `dry_run`, describe) a profile's stages into `out` (default outputs/<profile name>); returns the run record."
+              dry_run: bool = False, progress: bool = True, log=print, gpus: int = 1) -> dict:
+    "Run (or with `dry_run`, describe and price for `gpus` GPUs) a profile's stages into `out` (default outputs/<profile name>); returns the run record."
     sets = list(sets)
     prof = resolve_profile(profile, sets)
     out = Path(out or repo_root()/"outputs"/Path(prof["_path"]).stem).resolve()
     plan = plan_stages(prof, out, stages)
     check_no_conflicts(plan)
     if dry_run:
-        log(dry_run_text(plan, prof))
+        log(dry_run_text(plan, prof, gpus))
         return dict(profile=str(profile), out=portable(out), stages=[dict(name=s.name, status=stage_status(s)) for s in plan])
     out.mkdir(parents=True, exist_ok=True)
     with _RunLock(out):

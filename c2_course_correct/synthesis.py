@@ -61,11 +61,12 @@ class SynthConfig(StageConfig):
     dtype: str | None = None
     seed: int = 0
     batch_size: int = 256                     # sequences per batch; does not change results
+    tensor_parallel_size: int = 1             # vllm backend: GPUs one engine spans (a model too large for one GPU); does not change results
 
-    STAGE, SECTION, NOT_IDENTITY = "C2-Syn", "synth", ("batch_size",)
+    STAGE, SECTION, NOT_IDENTITY = "C2-Syn", "synth", ("batch_size", "tensor_parallel_size")
 
     def __post_init__(self):
-        self.require_whole(("min_response_words", "eval_size", "max_new_tokens", "batch_size"))
+        self.require_whole(("min_response_words", "eval_size", "max_new_tokens", "batch_size", "tensor_parallel_size"))
         self.require_whole(("qc_retries", "min_tail_words", "eval_val_size"), minimum=0)
         if self.n_requests is not None and (not isinstance(self.n_requests, int) or self.n_requests < 1):
             raise ConfigError(f"n_requests must be a positive whole number or null (all), got {self.n_requests!r}")
@@ -352,7 +353,8 @@ def run_c2_syn(cfg: SynthConfig, out: str | Path, backend: Backend | None = None
     judge = judge or (make_judge(cfg.qc_judge, model=cfg.qc_judge_model, base_url=cfg.qc_judge_base_url) if cfg.qc != "off" else None)
     judge_name = judge_description(judge) if judge else "off"
     if todo:
-        backend = backend or make_backend(cfg.backend, cfg.model, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size)
+        backend = backend or make_backend(cfg.backend, cfg.model, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size,
+                                                tensor_parallel_size=cfg.tensor_parallel_size)
         per_chunk = max(1, cfg.batch_size // 5)
         device = str(getattr(backend, "device", cfg.device or "cpu"))
         bar = tqdm(total=len(todo), desc="c2-syn", unit="request", disable=not progress, file=sys.stderr)

@@ -23,5 +23,7 @@ def test_cost_model_prices_the_paper_scale(repo):
     total = float(re.search(r"total GPU-hours on one H100 = ([\d.]+)$", r.stdout.strip()).group(1))
     hours = [float(line.rsplit("|", 2)[1]) for line in rows if re.search(r"\| [\d.]+ \|$", line)]
     assert total == pytest.approx(sum(hours), abs=0.1 * len(hours)) and total > 10
+    one, eight = (float(re.search(rf"{n}: ([\d.]+) h wall", r.stdout).group(1)) for n in ("1 GPU", "8 GPUs"))
+    assert eight <= 12 < one, (one, eight)        # the whole paper run within 12 hours on 8 GPUs
     slower = subprocess.run([sys.executable, repo/"bench"/"cost_model.py", "--mfu-train", "0.2"], capture_output=True, text=True, cwd=repo)
     assert float(slower.stdout.strip().rsplit("= ", 1)[1]) > total                # half the training MFU costs more

@@ -104,3 +104,21 @@ def test_make_safety_recipe_reproduces_the_committed_responses(repo, run_c2cc, t
     old = [x for x in read_jsonl(COMMITTED/"safety-base"/"responses.jsonl") if x["attack"] in ("direct", "caesar")]
     assert len(new) == 2 * 20 and new == old, "the committed safety-base responses differ from what the code produces now"
     assert read_jsonl(tmp_path/"s"/"benign.jsonl") == read_jsonl(COMMITTED/"safety-base"/"benign.jsonl")
+
+
+def test_two_shards_write_the_rows_of_one_run(run_c2cc, tmp_path):
+    args = ["safety", "--profile", "smoke", "--attacks", "direct", "caesar", "gcg", "--quiet"]
+    r = run_c2cc(*args, "--out", tmp_path/"one")
+    assert r.returncode == 0, r.stderr
+    first = run_c2cc(*args, "--out", tmp_path/"two", "--shard", "0/2")
+    assert first.returncode == 0 and "shard 0/2 done" in first.stdout, first.stderr
+    assert not (tmp_path/"two"/"summary.json").exists() and (tmp_path/"two"/"work"/"responses-0-of-2.jsonl").exists()
+    second = run_c2cc(*args, "--out", tmp_path/"two", "--shard", "1/2")   # the last shard merges and summarizes
+    assert second.returncode == 0 and "ASR" in second.stdout, second.stderr
+    assert not (tmp_path/"two"/"work").exists()
+    for f in ("responses.jsonl", "benign.jsonl"):   # the same rows in the same order as one process writes them
+        assert read_jsonl(tmp_path/"one"/f) == read_jsonl(tmp_path/"two"/f), f
+    one, two = read_json(tmp_path/"one"/"summary.json"), read_json(tmp_path/"two"/"summary.json")
+    assert one["asr"] == two["asr"] and one["benign"] == two["benign"] and one["config"] == two["config"]
+    bad = run_c2cc(*args, "--out", tmp_path/"three", "--shard", "2/2")
+    assert bad.returncode == 2 and "shard must be i/n with 0 <= i < n, got 2/2" in bad.stderr
