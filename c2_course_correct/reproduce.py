@@ -4,7 +4,7 @@
 
 # %% ../nbs/60_reproduce.ipynb #691aef73
 from __future__ import annotations
-import fcntl, json, math, os, re, shutil, sys, time
+import fcntl, json, math, os, re, shutil, sys, tempfile, time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -355,15 +355,17 @@ def _kernel_name() -> str:
 
 @contextmanager
 def stage_tmpdir(folder: Path):
-    """The stage kernel's TMPDIR: `folder`/.tmp, emptied before and removed after, however the stage ends. Inside the run
-    folder, what a killed run leaves there goes with the next attempt instead of piling up in the system's temporary directory."""
-    tmp, before = folder/".tmp", os.environ.get("TMPDIR")
+    """The temporary directory of a stage's kernel and of this process while it runs the stage (jupyter's connection
+    file): `folder`/.tmp, emptied before and removed after, however the stage ends. Inside the run folder, what a
+    killed run leaves there goes with the next attempt instead of piling up in the system's temporary directory."""
+    tmp, before, cached = folder/".tmp", os.environ.get("TMPDIR"), tempfile.tempdir
     shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
-    os.environ["TMPDIR"] = str(tmp)            # the kernel is a child process: it inherits this
+    os.environ["TMPDIR"] = tempfile.tempdir = str(tmp)   # the kernel, a child process, inherits the variable
     try: yield tmp
     finally:
         if before is None: os.environ.pop("TMPDIR")
         else: os.environ["TMPDIR"] = before
+        tempfile.tempdir = cached
         shutil.rmtree(tmp, ignore_errors=True)
 
 def run_stage(s: Stage, progress: bool = True) -> float:
