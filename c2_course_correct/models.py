@@ -130,10 +130,29 @@ def pick_device_dtype(device: str | None = None, dtype: str | None = None) -> tu
 # %% ../nbs/02_models.ipynb #b9e5ec79
 GQA_ATTENTION = "c2cc_gqa_sdpa"
 
+def _plain_attention(query, key, value, mask, scaling=None):
+    "Attention over grouped key/value heads by plain matrix products, the softmax in fp32 (`mask`: bool, True = attend, or additive)."
+    import torch
+    b, h, q, d = query.shape
+    kv = key.shape[1]
+    scores = (query.reshape(b, kv, h // kv * q, d) @ key.transpose(-1, -2)) * (scaling or d ** -0.5)   # [b, kv, group x q, k]
+    if mask is not None:   # [b or 1, 1, q, k] -> the same for each query head of a group
+        mask = mask.expand(b, 1, q, mask.shape[-1]).repeat(1, 1, h // kv, 1)
+        # the lowest finite value, not -inf: a padding position masked from everything then averages harmlessly instead
+        # of turning into NaN, which its cached keys and values would carry into every later step
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min) if mask.dtype == torch.bool else scores + mask
+    weights = torch.softmax(scores.float(), dim=-1).to(value.dtype)
+    return (weights @ value).reshape(b, h, q, d)
+
 def _gqa_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, is_causal=None, **kwargs):
     "Scaled dot-product attention that passes grouped key/value heads to PyTorch without copying them."
-    import torch.nn.functional as F
+    import torch, torch.nn.functional as F
     if attention_mask is not None: attention_mask = attention_mask[:, :, :, : key.shape[-2]]
+    if query.dtype == torch.bfloat16 and query.device.type == "cpu":
+        if attention_mask is None and query.shape[2] > 1:   # causal over the last query positions
+            q, k = query.shape[2], key.shape[2]
+            attention_mask = torch.ones(q, k, dtype=torch.bool, device=query.device).tril(k - q)[None, None]
+        return _plain_attention(query, key, value, attention_mask, scaling).transpose(1, 2).contiguous(), None
     if is_causal is None: is_causal = query.shape[2] > 1 and attention_mask is None and getattr(module, "is_causal", True)
     out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling,
                                          is_causal=is_causal, enable_gqa=key.shape[1] != query.shape[1])

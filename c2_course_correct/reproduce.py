@@ -308,13 +308,14 @@ def dry_run_text(stages: list[Stage], profile: dict, gpus: int = 1) -> str:
     lines, todo, gpu_hours, unknown = [], 0.0, 0.0, False
     works = [stage_work(s, profile) for s in stages]
     dev = plan_device(works)
-    on = f"{dev}, {gpus} GPUs" if dev == "cuda" and gpus > 1 else dev
     for i, (s, work) in enumerate(zip(stages, works), 1):
         status = "always rerun" if s.kind == "figures" else stage_status(s)
         secs = estimate_seconds(s, work, dev, gpus)
+        held = stage_gpus(s, dev, gpus)
+        on = f"{dev}, {held} GPU{'s' * (held > 1)}" if dev == "cuda" and gpus > 1 else dev
         if status != "complete":
             todo += secs or 0; unknown |= secs is None
-            gpu_hours += (secs or 0) * stage_gpus(s, dev, gpus) / 3600
+            gpu_hours += (secs or 0) * held / 3600
         lines += [f"[{i}/{len(stages)}] {s.name}: nbs/{s.notebook.name} -> {portable(s.folder)} ({status})",
                   f"    parameters: {json.dumps(s.parameters)}",
                   f"    work: {work['what']}" + (f", model {work['model']}" if work["model"] else ""),

@@ -71,3 +71,23 @@ def test_greedy_is_deterministic_and_stops_at_budget(loaded, requests):
     assert all(a == c for a, c in out)
     tok = loaded[1]
     assert all(len(tok(a, add_special_tokens=False).input_ids) <= 6 for a, _ in out)
+
+
+def test_bf16_on_cpu_writes_what_fp32_writes():
+    """bf16 runs its own attention on CPU (models._plain_attention): batched, left-padded, with shared prefixes, its greedy
+    continuations must read like fp32's. A NaN from a padding position once turned every continuation into 'ininin'."""
+    from c2_course_correct.benchmark import EvalConfig, eval_paths
+    from c2_course_correct.data import eval_items
+    cfg = EvalConfig.from_profile("default")
+    paths = eval_paths(eval_items(load_pairs(cfg.data, cfg.split), 4, cfg.eval_size, cfg.seed), cfg.k, 1, cfg.seed)
+    greedy = SamplingConfig(temperature=0.0, top_p=1.0, max_new_tokens=12)
+    out = {}
+    for dtype in ("float32", "bfloat16"):
+        backend = HFBackend(loaded=load_model("default", "cpu", dtype), batch_size=64)
+        reqs = [GenerationRequest(prefill_prompt(backend.tokenizer, p["request"], p["prefill"]), (0,)) for p in paths]
+        out[dtype] = [o[0] for o in backend.generate(reqs, greedy, progress=False)]
+    first = lambda t: t.split()[:2]
+    same = sum(first(a) == first(b) for a, b in zip(out["float32"], out["bfloat16"]))
+    print(f"bf16 vs fp32, greedy, {len(paths)} C2-Eval prompts: first two words equal in {same}")
+    assert same >= 0.6 * len(paths), list(zip(out["float32"], out["bfloat16"]))
+    assert all(len(set(t.split())) > 1 for t in out["bfloat16"] if len(t.split()) > 3), out["bfloat16"]   # no one-word loops
