@@ -16,7 +16,7 @@ from .core import (C2_EVAL, OPENERS, ConfigError, StageConfig, DataError, append
 from .data import SPLIT_PARTS, HarmfulPair, eval_items, load_pairs
 from .generate import Backend, GenerationRequest, SamplingConfig, make_backend
 from .judge import Judge, correction_onset, judge_description, make_judge
-from .models import RESET_TOKEN, after_reset, load_tokenizer, prefill_prompt, resolve_model
+from .models import RESET_TOKEN, after_reset, dtype_name, load_tokenizer, prefill_prompt, resolve_model
 
 # %% auto #0
 __all__ = ['UNITS', 'EvalConfig', 'draw_opener', 'prefill_text', 'eval_paths', 'corrected_matrix', 'summarize', 'path_key',
@@ -202,7 +202,7 @@ def run_c2_eval(cfg: EvalConfig, out: str | Path, backend: Backend | None = None
         asr = summarize([dict(r, corrected=r["attack_success"]) for r in final], cfg.k)
         summary.update(unit="tokens", asr_at_k=asr["corr_at_k"], asr_ci95_at_k=asr["ci95_at_k"], asr_mean=asr["corr_mean"],
                        asr_mean_ci95=asr["corr_mean_ci95"], asr_judge="safety.RefusalJudge on what the user reads (prefill + continuation)")
-    summary.update(model=cfg.model, judge=judge_description(judge), samples=cfg.samples, config=cfg.identity(),
+    summary.update(model=cfg.model, dtype=dtype_name(cfg.device, cfg.dtype), judge=judge_description(judge), samples=cfg.samples, config=cfg.identity(),
                    timings=dict(generate_s=round(t_gen, 2), judge_s=round(t_judge, 2), paths_generated=generated,
                                 paths_per_s=round(generated / t_gen, 3) if t_gen else None, batch_size=cfg.batch_size),
                    environment=environment_info())

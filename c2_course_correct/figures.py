@@ -911,13 +911,12 @@ def stage_configs(res: RunResults) -> dict[str, dict]:
 ENVIRONMENT_PACKAGES = ("torch", "transformers", "trl", "peft", "vllm")
 
 def environment_rows(res: RunResults) -> list[dict]:
-    "One row per recorded environment (the orchestrator's, then each stage's): Python, key packages, platform, CPUs, GPU, when."
-    records = [("reproduce", (res.reproduce or {}).get("environment"))] + [(n, s.get("environment")) for n, s in res.evals.items()]
-    records += [("synth", (res.synth or {}).get("environment")), ("train", (res.train or {}).get("environment"))]
-    records += [(n, s.get("environment")) for n, s in res.safety.items()]
+    """One row per recorded environment (the orchestrator's, then each stage's): Python, key packages, the dtype the stage
+    computed in (records from before it was recorded: none), platform, CPUs, GPU, when."""
+    records = [("reproduce", res.reproduce or {}), *res.evals.items(), ("synth", res.synth or {}), ("train", res.train or {}), *res.safety.items()]
     return [{"stage": stage, "python": env.get("python"), **{p: (env.get("packages") or {}).get(p) for p in ENVIRONMENT_PACKAGES},
-             "platform": env.get("platform"), "CPUs": env.get("cpus"), "GPU": env.get("cuda"), "recorded": env.get("created")}
-            for stage, env in records if env]
+             "dtype": rec.get("dtype"), "platform": env.get("platform"), "CPUs": env.get("cpus"), "GPU": env.get("cuda"), "recorded": env.get("created")}
+            for stage, rec in records if (env := rec.get("environment"))]
 
 def timing_rows(res: RunResults) -> list[dict]:
     "Seconds per stage: the orchestrator's record when there is one, else what each stage recorded itself; a total last."

@@ -15,7 +15,7 @@ from .core import ConfigError, DataError, StageConfig, append_jsonl, environment
 from .data import SPLIT_PARTS, HelpfulPair, load_helpful_pairs, request_key, split_pairs
 from .generate import Backend, GenerationRequest, SamplingConfig, make_backend
 from .judge import degenerate_reason
-from .models import after_reset, chat_prompt, resolve_model
+from .models import after_reset, chat_prompt, dtype_name, resolve_model
 from .safety import RefusalJudge, benign_requests, rouge_l, wilson
 
 # %% auto #0
@@ -159,7 +159,7 @@ def run_helpfulness(cfg: HelpConfig, out: str | Path, backend: Backend | None = 
     reasons = {}
     for r in rows:
         if r["refused"]: reasons[r["refusal_reason"].split(":")[0]] = reasons.get(r["refusal_reason"].split(":")[0], 0) + 1
-    summary = dict(model=cfg.model, part=cfg.part, requests=len(rows),
+    summary = dict(model=cfg.model, dtype=dtype_name(cfg.device, cfg.dtype), part=cfg.part, requests=len(rows),
                    refusal={**_rate([r["refused"] for r in rows]), "reasons": reasons,
                             "by_source": {k: _rate([r["refused"] for r in v]) for k, v in by_source.items()}},
                    degenerate=_rate([r["degenerate"] for r in rows]),

@@ -17,8 +17,8 @@ from .data import package_file
 # %% auto #0
 __all__ = ['DEFAULT_MODEL_NAME', 'BF16_NEEDED', 'GQA_ATTENTION', 'RESET_TOKEN', 'default_gguf_path', 'save_plain_copy',
            'cached_plain_copy', 'default_model_dir', 'ModelSource', 'adapter_base', 'resolve_model', 'matmul_rate',
-           'cpu_bf16_speedup', 'pick_device_dtype', 'use_gqa_attention', 'load_tokenizer', 'load_model', 'after_reset',
-           'TemplateError', 'prefill_prompt', 'chat_prompt']
+           'cpu_bf16_speedup', 'pick_device_dtype', 'dtype_name', 'use_gqa_attention', 'load_tokenizer', 'load_model',
+           'after_reset', 'TemplateError', 'prefill_prompt', 'chat_prompt']
 
 # %% ../nbs/02_models.ipynb #6d5c84db
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -126,6 +126,10 @@ def pick_device_dtype(device: str | None = None, dtype: str | None = None) -> tu
     if dtype is None or dtype == "auto": return device, (torch.bfloat16 if device.startswith("cuda") else torch.float32)
     if dtype not in names: raise ConfigError(f"unknown dtype {dtype!r}; use auto or one of {sorted(names)}")
     return device, names[dtype]
+
+def dtype_name(device: str | None = None, dtype: str | None = None) -> str:
+    "The dtype a model loaded with `device` and `dtype` computes in, as a record names it: e.g. `bfloat16` for `auto` on a fast-bf16 CPU."
+    return str(pick_device_dtype(device, dtype)[1]).removeprefix("torch.")
 
 # %% ../nbs/02_models.ipynb #b9e5ec79
 GQA_ATTENTION = "c2cc_gqa_sdpa"

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import fcntl, json, math, os, re, shutil, sys, tempfile, time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,10 +22,10 @@ from .arena import RECOVERY, ArenaConfig
 from .figures import model_size
 
 # %% auto #0
-__all__ = ['SECRET_NAME', 'STAGE_KINDS', 'OPTIONAL_KINDS', 'FLOP_RATES', 'MULTI_GPU', 'GCG_STEPS_RUN', 'LOAD_SECONDS',
+__all__ = ['SECRET_NAME', 'STAGE_KINDS', 'OPTIONAL_KINDS', 'DTYPES', 'FLOP_RATES', 'MULTI_GPU', 'GCG_STEPS_RUN', 'LOAD_SECONDS',
            'SAFETY_PROMPT_TOKENS', 'GPU_MEMORY', 'apply_sets', 'resolve_profile', 'Stage', 'repo_root', 'portable',
-           'model_slug', 'plan_stages', 'executed_ok', 'stage_status', 'check_no_conflicts', 'model_params',
-           'stage_work', 'plan_device', 'stage_gpus', 'estimate_seconds', 'dry_run_text', 'StageFailed',
+           'model_slug', 'dtype_sets', 'plan_stages', 'executed_ok', 'stage_status', 'check_no_conflicts',
+           'model_params', 'stage_work', 'plan_device', 'stage_gpus', 'estimate_seconds', 'dry_run_text', 'StageFailed',
            'secret_values', 'scrub_secrets', 'stage_tmpdir', 'run_stage', 'earlier_attempts', 'write_profile',
            'reproduce']
 
@@ -99,6 +99,16 @@ def portable(p: Path) -> str:
 def model_slug(model: str) -> str:
     "A folder-safe short name of a model id, e.g. Qwen/Qwen2-7B-Instruct -> qwen2-7b-instruct."
     return re.sub(r"[^a-z0-9.]+", "-", model.split("/")[-1].lower()).strip("-")
+
+# %% ../nbs/60_reproduce.ipynb #84057158
+DTYPES = ("auto", "float32", "bfloat16")
+
+def dtype_sets(profile: dict, dtype: str | None) -> list[str]:
+    "The `--set` values that run every model-loading section of `profile` in `dtype` (None: the profile's own)."
+    if dtype is None: return []
+    if dtype not in DTYPES: raise ConfigError(f"--dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    sections = {cls.SECTION for _, cls, _ in STAGE_KINDS.values() if cls and "dtype" in {f.name for f in fields(cls)}}
+    return [f"{s}.dtype={dtype}" for s in profile if s in sections]
 
 # %% ../nbs/60_reproduce.ipynb #c7d7f714
 def plan_stages(profile: dict, out: str | Path, only: list[str] | None = None, optional: bool = False) -> list[Stage]:
@@ -425,9 +435,10 @@ def write_profile(profile: dict, path: Path, sets: list[str]) -> None:
     path.write_text(head + yaml.safe_dump({k: v for k, v in profile.items() if k != "_path"}, sort_keys=False))
 
 def reproduce(profile: str | Path, out: str | Path | None = None, sets: list[str] = (), stages: list[str] | None = None,
-              dry_run: bool = False, progress: bool = True, log=print, gpus: int = 1) -> dict:
-    "Run (or with `dry_run`, describe and price for `gpus` GPUs) a profile's stages into `out` (default outputs/<profile name>); returns the run record."
-    sets = list(sets)
+              dry_run: bool = False, progress: bool = True, log=print, gpus: int = 1, dtype: str | None = None) -> dict:
+    """Run (or with `dry_run`, describe and price for `gpus` GPUs) a profile's stages into `out` (default outputs/<profile name>),
+    every model in `dtype` if given (see `dtype_sets`); returns the run record."""
+    sets = list(sets) + dtype_sets(load_profile(profile), dtype)
     prof = resolve_profile(profile, sets)
     out = Path(out or repo_root()/"outputs"/Path(prof["_path"]).stem).resolve()
     plan = plan_stages(prof, out, stages)

@@ -16,7 +16,7 @@ from .core import (C2Error, ConfigError, DataError, StageConfig, append_jsonl, d
 from .data import package_file
 from .generate import Backend, GenerationRequest, SamplingConfig, make_backend
 from .judge import CORRECTION_PATTERNS, OpenAIJudge, parse_yes_no
-from .models import after_reset, chat_prompt, resolve_model
+from .models import after_reset, chat_prompt, dtype_name, resolve_model
 
 # %% auto #0
 __all__ = ['GARAK_HINT', 'PYRIT_HINT', 'BENIGN_REQUESTS', 'REFUSAL_PATTERNS', 'COMPLIANCE_SYSTEM', 'SAFETY_JUDGES', 'MORSE',
@@ -768,7 +768,7 @@ def run_safety(cfg: SafetyConfig, out: str | Path, backend: Backend | None = Non
     summary = asr_summary(rows, behaviors, cfg.attacks)
     # the offline judge's agreement with pyrit's human labels travels with every result it made (0.2 s)
     checked = {k: v for k, v in judge_agreement(judge, refusal_eval_rows()).items() if k != "disagreements"} if cfg.judge == "refusal" else None
-    summary.update(model=cfg.model, judge=dict(name=judge.name, agreement_with_human_labels=checked,
+    summary.update(model=cfg.model, dtype=dtype_name(cfg.device, cfg.dtype), judge=dict(name=judge.name, agreement_with_human_labels=checked,
                                                **({"model": judge.model, "base_url": judge.base_url} if cfg.judge == "openai" else {})),
                    n_behaviors=len(behaviors), adaptive_behaviors=len(adaptive),
                    categories={c: sum(b.category == c for b in behaviors) for c in sorted({b.category for b in behaviors})},

@@ -17,7 +17,7 @@ from .core import (C2_SYN, OPENERS, SPLIT_PUNCTUATION, TRIGGERS, ConfigError, Da
 from .data import HarmfulPair, load_pairs, request_key, split_pairs
 from .generate import Backend, GenerationRequest, SamplingConfig, make_backend
 from .judge import Judge, judge_description, make_judge
-from .models import chat_prompt, prefill_prompt, resolve_model
+from .models import chat_prompt, dtype_name, prefill_prompt, resolve_model
 
 # %% auto #0
 __all__ = ['RANK_NAMES', 'N_CUTS', 'QC_MODES', 'SynthConfig', 'select_requests', 'cut_marks', 'truncation_points', 'plan_request',
@@ -331,7 +331,7 @@ def finish_c2_syn(out: Path, cfg: SynthConfig, plans: Sequence[dict], done: dict
         append_jsonl(tmp, data); tmp.replace(out/name)
     if pairs: Dataset.from_list(pairs).save_to_disk(str(out/"dataset"))
     stats = synth_stats(rows, left_out, timings, cfg)
-    stats.update(config=cfg.identity(), judge=judge, environment=environment_info())
+    stats.update(config=cfg.identity(), dtype=dtype_name(cfg.device, cfg.dtype), judge=judge, environment=environment_info())
     write_json(out/"stats.json", stats)
     (out/"README.md").write_text(dataset_card(stats, cfg, judge) + "\n")
     return stats

@@ -15,7 +15,8 @@ def test_readme_gives_two_setup_commands_and_content_warning(repo):
     assert "make reproduce" in text and "make test" in text and "safety research" in text
     assert "make test" in (repo/".ci"/"run").read_text()
     recipe = re.search(r"^reproduce:.*\n\t(.+)$", (repo/"Makefile").read_text(), re.M).group(1)
-    assert recipe == "$(BIN)/c2cc reproduce --profile default --out $(OUT)"
+    assert recipe == "$(BIN)/c2cc reproduce --profile default --out $(OUT) $(if $(DTYPE),--dtype $(DTYPE))"
+    assert re.search(r"^DTYPE \?= auto$", (repo/"Makefile").read_text(), re.M)   # bf16 where it pays; DTYPE= pins the profile's fp32
 
 
 def test_readme_shows_the_committed_headline_table_and_figure(repo):

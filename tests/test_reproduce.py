@@ -17,7 +17,7 @@ def test_smoke_reproduce_killed_during_dpo_resumes_and_reports(repo, run_c2cc, r
     out, tmp = (tmp_path/"run").resolve(), tmp_path/"tmp"
     tmp.mkdir()
     env = {"OPENAI_API_KEY": SECRET, "TMPDIR": str(tmp)}   # a private temporary directory: what the run leaves there shows
-    args = ["reproduce", "--profile", profile, "--out", out, "--quiet"]
+    args = ["reproduce", "--profile", profile, "--out", out, "--quiet", "--dtype", "auto"]   # as `make reproduce` runs it
     started = time.time()
     run_c2cc_killed(args, watch=out/"train"/"curves.jsonl", lines=1, timeout=900, env=env)
     time.sleep(3)   # the killed run's kernel sees its parent gone and exits within a second
@@ -48,6 +48,14 @@ def test_smoke_reproduce_killed_during_dpo_resumes_and_reports(repo, run_c2cc, r
     for kind in ("safety", "helpfulness"):
         assert read_json(out/f"{kind}-trained"/"config.json") == {**read_json(out/f"{kind}-base"/"config.json"), "model": str(out/"train"/"adapter")}
     assert read_json(out/"train"/"data.json")["utility"]["used"] == 2  # the smoke profile mixes in utility pairs
+
+    # --dtype auto reaches every stage as a --set, and each stage records the dtype it computed in: one for the whole run
+    assert rec["sets"] == [f"{s}.dtype=auto" for s in ("eval", "synth", "train", "safety", "helpfulness")]
+    assert all(read_json(out/s/"config.json")["dtype"] == "auto" for s in ("eval-base", "synth", "train", "safety-base", "helpfulness-trained"))
+    ran = {s: read_json(out/s/("stats.json" if s in ("synth", "train") else "summary.json"))["dtype"]
+           for s in ("eval-base", "safety-base", "helpfulness-base", "synth", "train", "eval-trained", "safety-trained", "helpfulness-trained")}
+    assert len(set(ran.values())) == 1 and ran["train"] in ("bfloat16", "float32"), ran
+    assert f"| {ran['train']} |" in (out/"REPORT.md").read_text().split("## Environment")[1]
 
     # each executed notebook sits beside its results, with the parameters papermill injected
     for name, nb in [("eval-base", "10_benchmark"), ("safety-base", "40_safety"), ("helpfulness-base", "45_helpfulness"), ("synth", "20_synthesis"),
@@ -99,6 +107,7 @@ def test_paper_dry_run_needs_no_gpu_and_writes_nothing(run_c2cc, tmp_path):
     (["--set", "eval.n_items"], "write section.key=value"),
     (["--stages", "eval", "figures"], "unknown stage(s) ['eval']"),
     (["--profile", "no-such-profile"], "profile 'no-such-profile' not found"),
+    (["--dtype", "fp16"], "--dtype 'fp16': use one of auto, float32, bfloat16"),
 ])
 def test_reproduce_refuses_bad_options(run_c2cc, tmp_path, args, message):
     r = run_c2cc("reproduce", "--out", tmp_path/"run", "--dry-run", *(args if "--profile" in args else ["--profile", "smoke", *args]))
@@ -110,6 +119,15 @@ def test_reproduce_refuses_a_folder_of_another_config(repo, run_c2cc, tmp_path):
     r = run_c2cc("reproduce", "--profile", "smoke", "--out", tmp_path/"run", "--stages", "eval-base")
     assert r.returncode == 2 and f"{tmp_path/'run'/'eval-base'} holds a eval-base run with another config" in r.stderr, r.stderr
     assert "differs in ['k', 'max_new_tokens', 'n_items'" in r.stderr and not (tmp_path/"run"/"reproduce.json").exists()
+
+
+def test_make_reproduce_s_dtype_is_not_the_committed_run_s(repo, run_c2cc, tmp_path):
+    # `make reproduce` (--dtype auto) computes in bf16 where that pays; the committed rows are fp32, so their folder is refused
+    shutil.copytree(repo/"outputs"/"default"/"eval-base", tmp_path/"run"/"eval-base")
+    r = run_c2cc("reproduce", "--profile", "default", "--dtype", "auto", "--out", tmp_path/"run", "--stages", "eval-base", "--dry-run")
+    assert r.returncode == 2 and "differs in ['dtype']" in r.stderr, r.stderr
+    r = run_c2cc("reproduce", "--profile", "default", "--out", tmp_path/"run", "--stages", "eval-base", "--dry-run")
+    assert r.returncode == 0 and "eval-base (complete)" in r.stdout, r.stderr
 
 
 def test_a_failing_stage_names_its_notebook_and_cell(run_c2cc, tmp_path):
