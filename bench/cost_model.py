@@ -81,7 +81,7 @@ def main() -> None:
         wall, gpu_h = paper_run_hours(gpus)
         print(f"paper run, every stage of `c2cc reproduce --profile paper` (one trained model; Phi-3-small unknown), {gpus} GPU{'s' * (gpus > 1)}: "
               f"{wall:.1f} h wall, {gpu_h:.1f} GPU-hours")
-    print(f"total GPU-hours on one H100 = {total / 3600:.1f}")
+    print(f"total GPU-hours on one H100 of the table's stages (two trained models, no safety stage; the whole run is priced on the lines above) = {total / 3600:.1f}")
 
 
 def paper_run_hours(gpus: int) -> tuple[float, float]:

@@ -14,8 +14,8 @@ from typing import Any, Iterable
 __all__ = ['OPENERS', 'TRIGGERS', 'SPLIT_PUNCTUATION', 'C2_EVAL', 'C2_SYN', 'JUDGE_PROMPT', 'JUDGE_SETTINGS',
            'PAPER_MODELS_C2_EVAL', 'PAPER_MODELS_TRAINED', 'C2Error', 'ConfigError', 'DataError', 'numbered_jsonl',
            'read_jsonl', 'read_json', 'append_jsonl', 'write_json', 'scratch_folder', 'stable_id', 'derive_seed',
-           'config_hash', 'package_version', 'environment_info', 'cache_dir', 'notebook_markdown', 'profiles_dir',
-           'load_profile', 'StageConfig']
+           'config_hash', 'check_shard', 'package_version', 'environment_info', 'cache_dir', 'notebook_markdown',
+           'profiles_dir', 'load_profile', 'StageConfig']
 
 # %% ../nbs/00_core.ipynb #326b1350
 OPENERS: list[str] = [
@@ -160,6 +160,14 @@ def derive_seed(*parts: Any) -> int:
 def config_hash(config: dict) -> str:
     "Hash of a JSON-serialisable config (key order does not matter)."
     return stable_id(json.dumps(config, sort_keys=True, default=str))
+
+# %% ../nbs/00_core.ipynb #90446a2f
+def check_shard(shard: tuple[int, int]) -> tuple[int, int]:
+    "`shard` as (i, n) if 0 <= i < n, else a ConfigError naming it."
+    i, n = shard
+    if not (isinstance(n, int) and isinstance(i, int) and n >= 1 and 0 <= i < n):
+        raise ConfigError(f"shard must be i/n with 0 <= i < n, got {i}/{n}")
+    return i, n
 
 # %% ../nbs/00_core.ipynb #b2797955
 def package_version(name: str) -> str | None:

@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .core import (C2Error, ConfigError, DataError, StageConfig, append_jsonl, derive_seed, environment_info,
+from .core import (C2Error, ConfigError, DataError, StageConfig, append_jsonl, check_shard, derive_seed, environment_info,
                                     read_json, read_jsonl, stable_id, write_json)
 from .data import package_file
 from .generate import Backend, GenerationRequest, SamplingConfig, make_backend
@@ -664,9 +664,7 @@ def run_safety(cfg: SafetyConfig, out: str | Path, backend: Backend | None = Non
     """Run (or resume) the safety stage with `cfg`, writing responses, benign answers, config and summary to `out`; returns the summary.
     `shard` (i, n) takes every n-th behavior and benign request from the i-th, writing into `out/work/`; the shard that
     finds every row made merges them (in the unsharded order) and returns the summary, the others None."""
-    i, n = shard
-    if not (isinstance(n, int) and isinstance(i, int) and n >= 1 and 0 <= i < n):
-        raise ConfigError(f"shard must be i/n with 0 <= i < n, got {i}/{n}")
+    i, n = check_shard(shard)
     resolve_model(cfg.model)
     if cfg.ability_tasks:   # fail before hours of attacks, not after
         try: import lm_eval  # noqa: F401

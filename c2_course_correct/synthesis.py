@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from .core import (C2_SYN, OPENERS, SPLIT_PUNCTUATION, TRIGGERS, ConfigError, DataError, StageConfig,
-                                    append_jsonl, derive_seed, environment_info, numbered_jsonl, write_json)
+                                    append_jsonl, check_shard, derive_seed, environment_info, numbered_jsonl, write_json)
 from .data import HarmfulPair, load_pairs, request_key, split_pairs
 from .generate import Backend, GenerationRequest, SamplingConfig, make_backend
 from .judge import Judge, judge_description, make_judge
@@ -340,9 +340,7 @@ def run_c2_syn(cfg: SynthConfig, out: str | Path, backend: Backend | None = None
                progress: bool = True, shard: tuple[int, int] = (0, 1)) -> dict | None:
     "Run (or resume) C2-Syn into `out`; returns the stats once every request is processed, else None (other shards pending)."
     from tqdm.auto import tqdm
-    i, n = shard
-    if not (isinstance(n, int) and isinstance(i, int) and n >= 1 and 0 <= i < n):
-        raise ConfigError(f"shard must be i/n with 0 <= i < n, got {i}/{n}")
+    i, n = check_shard(shard)
     resolve_model(cfg.model)   # a bad model name fails before any work
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     cfg.claim(out)

@@ -3,7 +3,7 @@ import re, subprocess, sys
 
 import pytest
 
-SCRIPTS = ["c2eval_throughput.py", "c2syn_throughput.py", "dpo_throughput.py", "cost_model.py", "gpu_check.py"]
+SCRIPTS = ["c2eval_throughput.py", "c2syn_throughput.py", "dpo_throughput.py", "cost_model.py", "gpu_check.py", "stage_profile.py"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -20,7 +20,7 @@ def test_cost_model_prices_the_paper_scale(repo):
     assert sum(n.startswith("eval-") for n in names) == 10                      # the paper's ten models
     assert "synth" in names and "train" in names and "train (Qwen/Qwen2-7B-Instruct)" in names
     assert sum(n.startswith("eval after training") for n in names) == 2
-    total = float(re.search(r"total GPU-hours on one H100 = ([\d.]+)$", r.stdout.strip()).group(1))
+    total = float(re.search(r"total GPU-hours on one H100 of the table's stages \(.*\) = ([\d.]+)$", r.stdout.strip()).group(1))
     hours = [float(line.rsplit("|", 2)[1]) for line in rows if re.search(r"\| [\d.]+ \|$", line)]
     assert total == pytest.approx(sum(hours), abs=0.1 * len(hours)) and total > 10
     one, eight = (float(re.search(rf"{n}: ([\d.]+) h wall", r.stdout).group(1)) for n in ("1 GPU", "8 GPUs"))
