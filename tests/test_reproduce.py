@@ -50,7 +50,7 @@ def test_smoke_reproduce_killed_during_dpo_resumes_and_reports(repo, run_c2cc, r
     assert read_json(out/"train"/"data.json")["utility"]["used"] == 2  # the smoke profile mixes in utility pairs
 
     # --dtype auto reaches every stage as a --set, and each stage records the dtype it computed in: one for the whole run
-    assert rec["sets"] == [f"{s}.dtype=auto" for s in ("eval", "synth", "train", "safety", "helpfulness")]
+    assert sorted(rec["sets"]) == sorted(f"{s}.dtype=auto" for s in ("eval", "synth", "train", "safety", "helpfulness"))
     assert all(read_json(out/s/"config.json")["dtype"] == "auto" for s in ("eval-base", "synth", "train", "safety-base", "helpfulness-trained"))
     ran = {s: read_json(out/s/("stats.json" if s in ("synth", "train") else "summary.json"))["dtype"]
            for s in ("eval-base", "safety-base", "helpfulness-base", "synth", "train", "eval-trained", "safety-trained", "helpfulness-trained")}
