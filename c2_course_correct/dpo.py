@@ -12,20 +12,22 @@ from pathlib import Path
 from .benchmark import corrected_matrix
 from .core import (ConfigError, DataError, StageConfig, append_jsonl, derive_seed, environment_info,
                                     numbered_jsonl, profiles_dir, read_json, read_jsonl, write_json)
-from .data import load_helpful_pairs, split_pairs
+from .data import BenignRequest, benign_part, benign_pool, split_benign
 from .models import load_model, load_tokenizer, resolve_model
 
 # %% auto #0
-__all__ = ['METHODS', 'FINETUNES', 'UTILITY_REFUSALS', 'PAIR_FIELDS', 'CURVE_KEYS', 'PLOTTED', 'WORLD_SIZE_VARS', 'TrainConfig',
-           'read_pairs', 'diverging_token', 'usable_pairs', 'sample_pairs', 'utility_split', 'utility_pairs',
+__all__ = ['METHODS', 'UTILITY_ANSWERS', 'FINETUNES', 'UTILITY_REFUSALS', 'PAIR_FIELDS', 'CURVE_KEYS', 'PLOTTED',
+           'WORLD_SIZE_VARS', 'TrainConfig', 'read_pairs', 'diverging_token', 'usable_pairs', 'sample_pairs',
+           'utility_requests', 'kept_answer', 'self_answers', 'prompt_fits', 'utility_answers', 'utility_pairs',
            'mix_counts', 'training_pairs', 'parting_window_collator', 'linear_module_names', 'check_target_modules',
            'lora_config', 'trim_curves', 'plot_curves', 'model_card', 'dpo_card_lines', 'process_rank',
            'per_device_batch', 'launcher_processes', 'rank_launch_command', 'latest_checkpoint', 'trained_model_path',
-           'last_mean', 'trainer_args', 'fit_and_save', 'train_dpo', 'compare_runs', 'paired_change',
+           'last_mean', 'trainer_args', 'fit_and_save', 'train_dpo', 'dpo_check', 'compare_runs', 'paired_change',
            'mean_words_to_correct', 'before_after_table', 'write_comparison']
 
 # %% ../nbs/30_dpo.ipynb #463bd1fe
 METHODS = ("c2syn-dpo", "recovery-sft", "derta", "backtrack")
+UTILITY_ANSWERS = ("reference", "self")
 FINETUNES = ("lora", "full")
 UTILITY_REFUSALS = ["I'm sorry, but I can't help with that.", "I can't assist with this request.",
                     "I'm sorry, but I cannot provide that information.", "I won't help with this, because it could cause harm.",
@@ -38,16 +40,20 @@ class TrainConfig(StageConfig):
     model: str = "default"                  # base model: `default`, a folder, a .gguf file or a hub id
     pairs: str = "outputs/default/synth"    # a C2-Syn output folder or a pairs.jsonl file
     n_pairs: int | None = None              # train on this many pairs: C2-Syn pairs (a seeded sample) and utility pairs (None: all)
-    utility_data: str | None = None         # helpful pairs for the utility anchor (see data.load_helpful_pairs); None: C2-Syn only
+    utility_data: str | None = None         # benign requests for the utility data (see data.benign_pool); None: C2-Syn only
     utility_ratio: float = 0.0              # share of the training pairs that are utility pairs (a helpful answer chosen over a refusal)
-    utility_test_size: int = 25             # the helpful pairs' test and validation splits, never trained on
-    utility_val_size: int = 20              #   (from the profile's `helpfulness` section)
+    utility_answers: str = "reference"      # reference: the source's answers; self: the base model's own greedy answers (Qi et al.)
+    anchor_tokens: int = 64                 # utility_answers self: new tokens of each answer
+    utility_test_share: float = 0.4         # the benign pool's test and validation parts, never trained on
+    utility_val_share: float = 0.2          #   (from the profile's `helpfulness` section)
     utility_seed: int = 0
     utility_refusals: list[str] = field(default_factory=lambda: list(UTILITY_REFUSALS))
     nll_weight: float = 0.0                 # weight of TRL's `sft` loss (NLL of every chosen answer) beside DPO's (RPO); 0: off
     method: str = "c2syn-dpo"               # c2syn-dpo (this notebook), recovery-sft, derta or backtrack (nbs/31_recovery.ipynb)
     finetune: str = "lora"                  # lora (adapter; DPO's reference = adapter off) or full (all weights; reference = a frozen copy)
     prefix_tokens: int = 96                 # recovery methods: longest harmful prefix k in tokens (k drawn from 0 to this)
+    prefix_zero_share: float | None = None  # recovery SFT and DeRTa: share of records with k = 0, the rest from 1 (Qi et al.: 0.5); None: k uniform
+    reset_learning_rate: float | None = None   # backtrack: learning rate of the [RESET] embedding row (None: learning_rate)
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.0
@@ -95,18 +101,28 @@ class TrainConfig(StageConfig):
         if not isinstance(self.utility_ratio, (int, float)) or not 0 <= self.utility_ratio <= 1:
             raise ConfigError(f"utility_ratio must be a number in [0, 1] (the share of utility pairs), got {self.utility_ratio!r}")
         if self.utility_ratio > 0 and not self.utility_data:
-            raise ConfigError(f"utility_ratio {self.utility_ratio} needs utility_data (e.g. default: PyRIT's benign requests with their answers)")
+            raise ConfigError(f"utility_ratio {self.utility_ratio} needs utility_data (e.g. default: the benign pool of data.benign_pool)")
         if self.utility_ratio == 1 and self.n_pairs is None: raise ConfigError("utility_ratio 1 (utility pairs only) needs n_pairs")
         if not isinstance(self.nll_weight, (int, float)) or self.nll_weight < 0: raise ConfigError(f"nll_weight must be a number >= 0, got {self.nll_weight!r}")
-        self.require_whole(("utility_test_size", "utility_val_size"), minimum=0)
+        if self.utility_answers not in UTILITY_ANSWERS:
+            raise ConfigError(f"utility_answers must be one of {UTILITY_ANSWERS}, got {self.utility_answers!r}")
+        self.require_whole(("anchor_tokens",))
+        try: split_benign([], self.utility_test_share, self.utility_val_share)
+        except ValueError as e: raise ConfigError(f"utility shares: {e}") from None
+        z = self.prefix_zero_share
+        if z is not None and (not isinstance(z, (int, float)) or isinstance(z, bool) or not 0 <= z <= 1):
+            raise ConfigError(f"prefix_zero_share must be a number in [0, 1] or null, got {z!r}")
+        r = self.reset_learning_rate
+        if r is not None and (not isinstance(r, (int, float)) or isinstance(r, bool) or not 0 < r < 1):
+            raise ConfigError(f"reset_learning_rate must be a number above 0 and below 1 or null, got {r!r}")
         if not (isinstance(self.utility_refusals, list) and self.utility_refusals and all(isinstance(r, str) and r.strip() for r in self.utility_refusals)):
             raise ConfigError(f"utility_refusals must be a non-empty list of refusals, got {self.utility_refusals!r}")
 
     @classmethod
     def profile_defaults(cls, profile: dict) -> dict:
-        "The helpful pairs' split of the profile's `helpfulness` section, so that the utility anchor never holds a measured request."
+        "The benign pool's split of the profile's `helpfulness` section, so that the utility data never holds a measured request."
         h = profile.get("helpfulness", {})
-        return {k: h[src] for k, src in [("utility_test_size", "test_size"), ("utility_val_size", "val_size"), ("utility_seed", "seed")] if src in h}
+        return {k: h[src] for k, src in [("utility_test_share", "test_share"), ("utility_val_share", "val_share"), ("utility_seed", "seed")] if src in h}
 
     @property
     def pairs_file(self) -> Path:
@@ -181,25 +197,82 @@ def sample_pairs(usable: list[int], n: int | None, seed: int) -> list[int]:
     return sorted(random.Random(seed).sample(usable, n))
 
 # %% ../nbs/30_dpo.ipynb #1e56f670
-def utility_split(cfg: TrainConfig) -> list:
-    "The training split of `cfg.utility_data` (helpful pairs never measured or tuned on), in a seeded order."
-    helpful = split_pairs(load_helpful_pairs(cfg.utility_data), cfg.utility_test_size, cfg.utility_seed, cfg.utility_val_size)[2]
-    if not helpful:
-        raise DataError(cfg.utility_data, None, f"the training split of the utility data is empty (test_size {cfg.utility_test_size} and "
-                        f"val_size {cfg.utility_val_size} take every helpful pair); lower them or give more utility data")
-    return random.Random(derive_seed(cfg.seed, "utility")).sample(helpful, len(helpful))
+def utility_requests(cfg: TrainConfig) -> list[BenignRequest]:
+    "The training part of `cfg.utility_data`'s benign requests: never measured or tuned on."
+    return benign_part(benign_pool(cfg.utility_data), "training", cfg.utility_test_share, cfg.utility_val_share, cfg.utility_seed)
 
-def utility_pairs(cfg: TrainConfig, n: int) -> tuple[list[dict], dict]:
-    "`n` utility preference pairs (a benign request's helpful answer chosen over a refusal) from the training split of `cfg.utility_data`, and a record of them."
+def kept_answer(row: dict) -> bool:
+    "Whether a judged self-answer is a utility example: the judges call it neither a refusal (nor undecided) nor degenerate."
+    return row["refused"] is False and not row["degenerate"]
+
+def self_answers(cfg: TrainConfig, requests: list[BenignRequest], out: Path | None, loaded: tuple | None = None,
+                 progress: bool = False, need: int | None = None) -> list[dict]:
+    """The base model's greedy answers to `requests` in their order, judged: `{item_id, request, answer, finished, refused, degenerate,
+    reason}` rows, appended to `out/anchors.jsonl` as they are made (a resumed run answers only what is missing). With `need`, it
+    stops after the chunk of 64 that brings the kept answers to `need`. `loaded`: the `(model, tokenizer)` already in memory."""
+    from c2_course_correct.generate import GenerationRequest, HFBackend, SamplingConfig
+    from c2_course_correct.helpfulness import answer_row
+    from c2_course_correct.models import chat_prompt
+    path = Path(out)/"anchors.jsonl" if out else None
+    done = {r["item_id"]: r for r in (read_jsonl(path, repair=True) if path and path.exists() else [])}
+    kept = lambda: sum(kept_answer(done[r.item_id]) for r in requests if r.item_id in done)
+    todo = [r for r in requests if r.item_id not in done]
+    if todo and (need is None or kept() < need):
+        backend = HFBackend(cfg.model, cfg.device, cfg.dtype, batch_size=64, loaded=loaded)
+        side, backend.tokenizer.padding_side = backend.tokenizer.padding_side, "left"   # generation pads before the prompt
+        greedy = SamplingConfig(temperature=0.0, top_p=1.0, max_new_tokens=cfg.anchor_tokens)
+        for s in range(0, len(todo), 64):
+            if need is not None and kept() >= need: break
+            chunk = todo[s:s + 64]
+            outs = backend.generate([GenerationRequest(chat_prompt(backend.tokenizer, r.request), (0,)) for r in chunk], greedy, progress=progress)
+            new = []
+            for r, (answer,) in zip(chunk, outs):
+                v = answer_row(r.request, r.source, answer)
+                cut = len(backend.tokenizer(answer, add_special_tokens=False).input_ids) >= cfg.anchor_tokens
+                new.append(dict(item_id=r.item_id, request=r.request, answer=answer.strip(), finished=not cut, refused=v["refused"],
+                                degenerate=v["degenerate"], reason=v["degenerate_reason"] if v["degenerate"] else v["refusal_reason"]))
+            if path and process_rank()[0] == 0: append_jsonl(path, new)
+            done.update((r["item_id"], r) for r in new)
+        backend.tokenizer.padding_side = side
+    answered = [r for r in requests if r.item_id in done]
+    return [done[r.item_id] for r in (answered if need is not None else requests)]
+
+def prompt_fits(tok, max_length: int, room: int):
+    "A test of whether a request's chat prompt leaves `room` tokens of answer within `max_length`."
+    from c2_course_correct.models import chat_prompt
+    return lambda request: len(tok(chat_prompt(tok, request), add_special_tokens=False).input_ids) + room <= max_length
+
+def utility_answers(cfg: TrainConfig, out: Path | None = None, loaded: tuple | None = None, progress: bool = False,
+                    need: int | None = None, fits=None) -> tuple[list[dict], dict]:
+    """The utility examples `{item_id, request, answer, finished}` in a seeded order, and a record of what was kept and why the rest
+    was not. `need`: with self answers, answer only as many requests (in that order, 64 at a time) as give `need` kept answers;
+    `fits` (`prompt_fits`): requests too long to train on are left out first."""
+    reqs = utility_requests(cfg)
+    order = [r for r in random.Random(derive_seed(cfg.seed, "utility")).sample(reqs, len(reqs)) if fits is None or fits(r.request)]
+    if cfg.utility_answers == "reference":
+        rows = [dict(item_id=r.item_id, request=r.request, answer=r.reference, finished=True) for r in order if r.reference]
+        record = dict(answers="reference", without_reference=len(reqs) - len(rows))
+    else:
+        judged = self_answers(cfg, order, out, loaded, progress, need)
+        rows = [{k: j[k] for k in ("item_id", "request", "answer", "finished")} for j in judged if kept_answer(j)]
+        record = dict(answers="self", model=cfg.model, anchor_tokens=cfg.anchor_tokens, answered=len(judged),
+                      refused=sum(bool(j["refused"]) for j in judged), undecided=sum(j["refused"] is None for j in judged),
+                      degenerate=sum(j["degenerate"] and j["refused"] is False for j in judged), cut=sum(not r["finished"] for r in rows))
+    if not rows:
+        raise DataError(cfg.utility_data, None, f"none of the {len(reqs)} training benign requests has a usable {cfg.utility_answers} answer; "
+                        "give other utility data" + (" or utility_answers: self" if cfg.utility_answers == "reference" else ""))
+    return rows, dict(source=cfg.utility_data, requests=len(reqs), too_long=len(reqs) - len(order), usable=len(rows), **record)
+
+def utility_pairs(cfg: TrainConfig, n: int, answers: list[dict], record: dict) -> tuple[list[dict], dict]:
+    "`n` utility preference pairs (a benign request's helpful answer chosen over a refusal) from `utility_answers`, and a record of them."
     if n == 0: return [], dict(source=cfg.utility_data, requests=0, used=0)
-    order, refusals = utility_split(cfg), cfg.utility_refusals
     rows = []
     for i in range(n):
-        h, cycle = order[i % len(order)], i // len(order)
-        refusal = refusals[(derive_seed(cfg.seed, "refusal", h.item_id) + cycle) % len(refusals)]
-        rows.append(dict(prompt=[{"role": "user", "content": h.request}], chosen=[{"role": "assistant", "content": h.response}],
-                         rejected=[{"role": "assistant", "content": refusal}], kind="utility", item_id=h.item_id))
-    return rows, dict(source=cfg.utility_data, requests=len(order), used=n, distinct=len({(r["item_id"], r["rejected"][0]["content"]) for r in rows}))
+        h, cycle = answers[i % len(answers)], i // len(answers)
+        refusal = cfg.utility_refusals[(derive_seed(cfg.seed, "refusal", h["item_id"]) + cycle) % len(cfg.utility_refusals)]
+        rows.append(dict(prompt=[{"role": "user", "content": h["request"]}], chosen=[{"role": "assistant", "content": h["answer"]}],
+                         rejected=[{"role": "assistant", "content": refusal}], kind="utility", item_id=h["item_id"]))
+    return rows, dict(record, used=n, distinct=len({(r["item_id"], r["rejected"][0]["content"]) for r in rows}))
 
 def mix_counts(cfg: TrainConfig, available: int) -> tuple[int | None, int]:
     "How many safety examples (None: all `available`) and utility examples a run trains on: `n_pairs` split at `utility_ratio`."
@@ -208,11 +281,12 @@ def mix_counts(cfg: TrainConfig, available: int) -> tuple[int | None, int]:
     n_util = round(r * cfg.n_pairs)
     return cfg.n_pairs - n_util, n_util
 
-def training_pairs(cfg: TrainConfig, pairs: list[dict], usable: list[int]) -> tuple[list[dict], dict]:
-    "The rows the trainer gets: a seeded sample of the usable C2-Syn pairs plus utility pairs at `utility_ratio` of the total; and which ones."
+def training_pairs(cfg: TrainConfig, pairs: list[dict], usable: list[int], utility: tuple[list[dict], dict] | None = None) -> tuple[list[dict], dict]:
+    """The rows the trainer gets: a seeded sample of the usable C2-Syn pairs plus utility pairs at `utility_ratio` of the total
+    (from `utility`, the result of `utility_answers`, made here when not given); and which ones."""
     n_safety, n_util = mix_counts(cfg, len(usable))
     chosen = sample_pairs(usable, n_safety, cfg.seed)
-    util, record = utility_pairs(cfg, n_util)
+    util, record = utility_pairs(cfg, n_util, *(utility or utility_answers(cfg, need=n_util))) if n_util else utility_pairs(cfg, 0, [], {})
     rows = [{**{f: pairs[i][f] for f in PAIR_FIELDS}, "kind": "c2syn"} for i in chosen] + util
     return rows, dict(c2syn_lines=[i + 1 for i in chosen], utility=record)
 
@@ -317,8 +391,9 @@ def dpo_card_lines(cfg: TrainConfig, data: dict) -> list[str]:
     u = data["utility"]
     return [f"- data: `{data['pairs_file']}` (C2-Syn pairs): {data['c2syn_used']} of {data['total']} pairs used "
             f"(dropped: {data['dropped'] or 'none'}; sampled: {cfg.n_pairs or 'all'}, seed {cfg.seed})",
-            f"- utility pairs: {u['used']} ({cfg.utility_ratio:.0%} of the training pairs): helpful answers to benign requests "
-            f"of `{cfg.utility_data}` ({u['requests']} training requests) chosen over refusals" if u["used"] else "- utility pairs: none",
+            f"- utility pairs: {u['used']} ({cfg.utility_ratio:.0%} of the training pairs): {u['answers']} answers to benign requests "
+            f"of `{cfg.utility_data}` ({u['usable']} usable of {u['requests']} training requests) chosen over refusals"
+            if u["used"] else "- utility pairs: none",
             "- loss: DPO sigmoid, beta " + str(cfg.beta) + (f" + {cfg.nll_weight} x NLL of the chosen answers (TRL `sft` loss)" if cfg.nll_weight else "")
             + (f"; answer window {cfg.answer_window} tokens" if cfg.answer_window else "")
             + ("; reference = base with the adapter off" if cfg.finetune == "lora" else "; reference = a frozen copy of the base")]
@@ -457,7 +532,9 @@ def train_dpo(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     if cfg.finetune == "lora": check_target_modules(model, cfg.target_modules, cfg.model)
     usable, dropped = usable_pairs(pairs, tok, cfg.max_length, cfg.min_diverging_tokens)
     if not usable and cfg.utility_ratio < 1: raise DataError(pairs_file, None, f"no pair fits max_length {cfg.max_length} (dropped: {dict(dropped)}); raise max_length")
-    rows, which = training_pairs(cfg, pairs, usable)
+    rows, which = training_pairs(cfg, pairs, usable, utility_answers(cfg, out, (model, tok), progress, mix_counts(cfg, len(usable))[1],
+                                                            prompt_fits(tok, cfg.max_length, cfg.min_diverging_tokens))
+                                            if cfg.utility_ratio else None)
     data = dict(pairs_file=str(pairs_file), total=len(pairs), usable=len(usable), used=len(rows), c2syn_used=len(which["c2syn_lines"]),
                 utility=which["utility"], dropped=dict(dropped), lines=which["c2syn_lines"])
     if main: write_json(out/"data.json", data)
@@ -470,7 +547,18 @@ def train_dpo(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
                          data_collator=parting_window_collator(tok.pad_token_id, cfg.max_length, cfg.answer_window),
                          peft_config=lora_config(cfg) if cfg.finetune == "lora" else None,
                          callbacks=[_curve_log_class()(out/"curves.jsonl")])
-    return fit_and_save(cfg, out, trainer, tok, data, "C2-Syn DPO", dpo_card_lines(cfg, data), tokens)
+    stats = fit_and_save(cfg, out, trainer, tok, data, "C2-Syn DPO", dpo_card_lines(cfg, data), tokens)
+    if stats is not None:   # the run's own check (see `dpo_check` below), kept in its record
+        stats["check"] = dpo_check(read_jsonl(out/"curves.jsonl")); write_json(out/"stats.json", stats)
+    return stats
+
+def dpo_check(curves: list[dict], first: int = 5, last: int = 10) -> dict:
+    "DPO's own objective on its training batches: the reward margin at the start (first `first` logged steps) and the end (last `last`)."
+    m = [r["reward_margin"] for r in curves if r.get("reward_margin") is not None]
+    if len(m) < 2: return dict(what="DPO reward margin on the training batches", steps=len(m), passed=False, reason="fewer than 2 logged steps")
+    start, end = sum(m[:first]) / len(m[:first]), sum(m[-last:]) / len(m[-last:])
+    return dict(what=f"DPO reward margin on the training batches: mean of the first {first} and the last {last} logged steps",
+                steps=len(m), start=round(start, 4), end=round(end, 4), passed=end > 0 and end > start)
 
 # %% ../nbs/30_dpo.ipynb #7d39b0e1
 def compare_runs(base: str | Path, trained: str | Path) -> tuple[dict, dict]:

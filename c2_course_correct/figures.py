@@ -552,14 +552,14 @@ def _helpfulness_comparison(res: RunResults) -> dict | None:
     return compare_helpfulness(res.folder/"helpfulness-base", res.folder/"helpfulness-trained")
 
 def helpfulness_rows(cmp: dict) -> list[dict]:
-    "Benign refusals, degenerate answers, NLL of held-out helpful responses and answer similarity, base and trained, with the paired changes."
+    "Benign refusals, degenerate answers, NLL of held-out reference answers and answer similarity, base and trained, with the paired changes."
     row = lambda metric, before, after, change, ci: {"metric": metric, "base": before["rate"] if "rate" in before else before["mean"],
                                                     "base 95% CI": before["ci95"], "trained": after["rate"] if "rate" in after else after["mean"],
                                                     "trained 95% CI": after["ci95"], "change": change, "change 95% CI (paired)": ci}
     r, d, x, s = cmp["refusal"], cmp["degenerate"], cmp["nll"], cmp["similarity"]
     return [row(f"benign requests refused (of {r['before']['n']})", r["before"], r["after"], r["change"]["change"], r["change"]["ci95"]),
             row(f"degenerate answers (of {d['before']['n']})", d["before"], d["after"], d["change"]["change"], d["change"]["ci95"]),
-            row(f"NLL per token, {x['responses']} held-out helpful responses (change: relative)", x["before"], x["after"],
+            row(f"NLL per token, {x['responses']} held-out reference answers (change: relative)", x["before"], x["after"],
                 x["relative_change"], x["relative_change_ci95"]),
             {"metric": "ROUGE-L F1 of the answers to the base model's", "base": 1.0, "trained": s["rouge_l"]},
             {"metric": f"answers identical to the base model's (of {s['answers']})", "base": s["answers"], "trained": s["identical"]}]
@@ -569,7 +569,7 @@ def helpfulness_sentence(cmp: dict) -> str:
     r, d, x = cmp["refusal"], cmp["degenerate"], cmp["nll"]
     return (f"benign requests refused {format_cell(r['before']['rate'])} -> {format_cell(r['after']['rate'])} (paired change "
             f"{r['change']['change']:+.3f} [{r['change']['ci95'][0]:+.3f}, {r['change']['ci95'][1]:+.3f}]), degenerate answers {format_cell(d['before']['rate'])} -> "
-            f"{format_cell(d['after']['rate'])}, NLL of held-out helpful responses {x['relative_change']:+.1%} "
+            f"{format_cell(d['after']['rate'])}, NLL of held-out reference answers {x['relative_change']:+.1%} "
             f"[{x['relative_change_ci95'][0]:+.1%}, {x['relative_change_ci95'][1]:+.1%}]")
 
 def build_helpfulness(res: RunResults, out: Path) -> Artifact:
@@ -816,7 +816,7 @@ def build_tradeoff_plot(res: RunResults, out: Path) -> Artifact:
     err = lambda v, ci: [[v - ci[0]], [ci[1] - v]]
     for ax, x, xci, xlabel, bound, base_x in (
             (axes[0], "benign_refusal", "benign_refusal_ci95", "benign requests refused (validation)", b["benign_refusal"] + sw["bounds"]["refusal"], b["benign_refusal"]),
-            (axes[1], "nll_change", "nll_change_ci95", "NLL change of helpful responses (validation)", sw["bounds"]["nll"], 0.0)):
+            (axes[1], "nll_change", "nll_change_ci95", "NLL change of reference answers (validation)", sw["bounds"]["nll"], 0.0)):
         for i, r in enumerate(rows):   # colour and marker both vary, so that more settings than colours stay apart
             ax.errorbar(r[x], r["corr_mean"], xerr=err(r[x], r[xci]), yerr=err(r["corr_mean"], r["corr_mean_ci95"]), fmt="osD^vPXh<>"[i % 10],
                         color=colors[i % len(colors)], ms=6, lw=0.8, capsize=2, label=r["name"])
@@ -844,13 +844,17 @@ def build_arena(res: RunResults, out: Path) -> Artifact:
     if not (res.folder/"arena"/"summary.json").exists(): raise NotProduced("arena", "no method arena in this run (c2cc arena)")
     made = write_arena(res.folder, out)
     rows = {r["method"]: r for r in made["rows"]}
-    best = max((r for r in made["rows"] if r["method"] != "base"), key=lambda r: r["corr_mean"] or 0)
+    best = max((r for r in made["rows"] if r["method"] != "base"), key=lambda r: r["corr_mean"]["mean"])
+    bar = [r["method"] for r in made["rows"] if r.get("meets_bar")]
     return Artifact("arena", "table", "The method arena: C2-Syn DPO, recovery SFT, DeRTa and backtracking on equal terms",
-                    f"Every method trained on the same C2-Syn requests and utility data for {best['steps']} steps, each tested alike on the "
-                    f"test split; highest Corr_mean: {best['method']} ({format_cell(best['corr_mean'])} against the base's "
-                    f"{format_cell(rows['base']['corr_mean'])}), with benign refusal {format_cell(best['benign_refusal'])}. "
-                    "The figure: Corr_mean against benign refusal, and the prefilling attack's success against depth.",
-                    [str(f.relative_to(out)) for f in (made["md"], made["csv"], made["figure"], made["figure"].with_suffix(".pdf"))],
+                    f"Every method's setting chosen on validation ({len(made['search'])} settings searched), then trained with "
+                    f"{len(best['seeds'])} seeds and tested alike on the test split; seed means with their spread and item intervals. "
+                    f"Highest Corr_mean: {best['method']} ({format_cell(best['corr_mean']['mean'])} against the base's "
+                    f"{format_cell(rows['base']['corr_mean']['mean'])}), with benign refusal {format_cell(best['benign_refusal']['mean'])} "
+                    f"(base {format_cell(rows['base']['benign_refusal']['mean'])}). Meets every bar on every seed: {', '.join(bar) or 'no method'}. "
+                    "The figure: every setting on validation, every seed on test, and the prefilling attack's success against depth; "
+                    "tables/arena_seeds.md has every seed, tables/arena_search.md every setting.",
+                    [str(f.relative_to(out)) for f in (*made["files"], made["figure"], made["figure"].with_suffix(".pdf"))],
                     ["arena/summary.json", "arena/search/summary.json"])
 
 # %% ../nbs/50_figures.ipynb #50c9a0c6
@@ -872,7 +876,7 @@ PAPER_MAP: list[tuple[str, list[str], str | None]] = [
      "nine attacks (the paper's four kinds: GCG, PAIR, AutoDAN, CipherChat; and more) at this profile's budgets; "
      "offline, an embedded 135M model and a keyword compliance judge, not the paper's 7B models and GPT-4o"),
     ("General ability benchmarks before and after training", ["safety_benign", "helpfulness"],
-     "offline: refusal of benign requests, degenerate answers, the NLL of held-out helpful responses and similarity to the base "
+     "offline: refusal of benign requests, degenerate answers, the NLL of held-out reference answers and similarity to the base "
      "model's answers, which show change, not ability; "
      "the lm-evaluation-harness benchmarks (`ability_tasks`) need the hub and run in the paper profile")]
 "(what the paper shows, the artifacts that regenerate it, a note on how far they do)."

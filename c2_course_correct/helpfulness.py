@@ -12,11 +12,11 @@ from typing import Sequence
 import numpy as np
 
 from .core import ConfigError, DataError, StageConfig, append_jsonl, environment_info, read_json, read_jsonl, write_json
-from .data import SPLIT_PARTS, HelpfulPair, load_helpful_pairs, request_key, split_pairs
+from .data import SPLIT_PARTS, BenignRequest, benign_part, benign_pool, split_benign
 from .generate import Backend, GenerationRequest, SamplingConfig, make_backend
 from .judge import degenerate_reason
 from .models import after_reset, chat_prompt, dtype_name, resolve_model
-from .safety import RefusalJudge, benign_requests, rouge_l, wilson
+from .safety import RefusalJudge, rouge_l, wilson
 
 # %% auto #0
 __all__ = ['HelpConfig', 'answer_row', 'response_nll', 'pooled_nll', 'run_helpfulness', 'read_helpfulness_run',
@@ -27,13 +27,12 @@ __all__ = ['HelpConfig', 'answer_row', 'response_nll', 'pooled_nll', 'run_helpfu
 class HelpConfig(StageConfig):
     "Settings of one helpfulness run."
     model: str = "default"                 # the model measured: `default`, a folder, an adapter, a .gguf or a hub id
-    data: str = "default"                  # helpful pairs (see data.load_helpful_pairs)
+    data: str = "default"                  # benign requests (see data.benign_pool): default, or a source of helpful pairs
     split: str = "train"                   # for hub data sets
-    test_size: int = 25                    # helpful requests held out as the test split
-    val_size: int = 20                     # the next ones: the validation split, where settings are chosen
+    test_share: float = 0.4                # of every kind of benign request: the held-out test part
+    val_share: float = 0.2                 #   and the validation part, where settings are chosen (the rest trains)
     part: str = "test"                     # test (reported) or validation
-    safety_benign: bool = True             # on the test part, add the safety stage's 54 benign requests
-    limit: int | None = None               # only the first N helpful pairs and N safety requests (smoke runs); None: all
+    limit: int | None = None               # only the part's first N requests, round robin over kinds (smoke runs); None: all
     max_new_tokens: int = 48               # greedy answer tokens
     nll_tokens: int = 128                  # tokens of each helpful response scored for the NLL
     backend: str = "hf"
@@ -48,26 +47,23 @@ class HelpConfig(StageConfig):
     def __post_init__(self):
         self.require_whole(("max_new_tokens", "nll_tokens", "batch_size", "tensor_parallel_size"))
         self.require_whole(("limit",), nullable=True)
-        self.require_whole(("test_size", "val_size"), minimum=0)
         if self.part not in SPLIT_PARTS: raise ConfigError(f"part must be one of {SPLIT_PARTS}, got {self.part!r}")
-        if not isinstance(self.safety_benign, bool): raise ConfigError(f"safety_benign must be true or false, got {self.safety_benign!r}")
+        try: split_benign([], self.test_share, self.val_share)
+        except ValueError as e: raise ConfigError(str(e)) from None
 
     @property
     def greedy(self) -> SamplingConfig:
         return SamplingConfig(temperature=0.0, top_p=1.0, max_new_tokens=self.max_new_tokens)
 
-    def pairs(self) -> list[HelpfulPair]:
-        "The helpful pairs of this run's part, one per request."
-        part = split_pairs(load_helpful_pairs(self.data, self.split), self.test_size, self.seed, self.val_size)[SPLIT_PARTS.index(self.part)]
-        if not part: raise DataError(self.data, None, f"the {self.part} split of the helpful pairs is empty; raise {'test_size' if self.part == 'test' else 'val_size'}")
-        return list({request_key(p.request): p for p in reversed(part)}.values())[::-1][:self.limit]
+    def requests(self) -> list[BenignRequest]:
+        "The benign requests this run answers: its part of the benign pool (the first `limit`)."
+        return benign_part(benign_pool(self.data, self.split), self.part, self.test_share, self.val_share, self.seed)[:self.limit]
 
-    def requests(self) -> list[tuple[str, str]]:
-        "`(request, source)` of every benign request this run answers: the part's helpful pairs, then (test part) the safety stage's."
-        own = [(p.request, p.source) for p in self.pairs()]
-        extra = [(q, "safety-benign") for q in benign_requests()[:self.limit]] if self.part == "test" and self.safety_benign else []
-        seen = {request_key(q) for q, _ in own}
-        return own + [(q, s) for q, s in extra if request_key(q) not in seen]
+    def pairs(self) -> list[BenignRequest]:
+        "The requests among them with a reference answer: their NLL measures forgetting."
+        got = [r for r in self.requests() if r.reference]
+        if not got: raise DataError(self.data, None, f"no request of the {self.part} part has a reference answer to score; raise limit or give helpful pairs")
+        return got
 
 # %% ../nbs/45_helpfulness.ipynb #fd43810a
 def answer_row(request: str, source: str, answer: str) -> dict:
@@ -132,15 +128,15 @@ def run_helpfulness(cfg: HelpConfig, out: str | Path, backend: Backend | None = 
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     cfg.claim(out)
     answers, nlls = _read_keyed(out/"answers.jsonl", "request"), _read_keyed(out/"nll.jsonl", "item_id")
-    todo_a = [(q, s) for q, s in requests if q not in answers]
+    todo_a = [r for r in requests if r.request not in answers]
     todo_n = [p for p in pairs if p.item_id not in nlls]
     if not (todo_a or todo_n) and (out/"summary.json").exists(): return read_json(out/"summary.json")
     t0 = time.perf_counter()
     if todo_a or todo_n: backend = backend or make_backend(cfg.backend, cfg.model, cfg.device, cfg.dtype, cfg.batch_size, cfg.tensor_parallel_size)
     for s in range(0, len(todo_a), cfg.batch_size):
         chunk = todo_a[s:s + cfg.batch_size]
-        outs = backend.generate([GenerationRequest(chat_prompt(backend.tokenizer, q), (0,)) for q, _ in chunk], cfg.greedy, progress=progress)
-        new = [answer_row(q, src, o[0]) for (q, src), o in zip(chunk, outs)]
+        outs = backend.generate([GenerationRequest(chat_prompt(backend.tokenizer, r.request), (0,)) for r in chunk], cfg.greedy, progress=progress)
+        new = [{**answer_row(r.request, r.source, o[0]), "category": r.category} for r, o in zip(chunk, outs)]
         append_jsonl(out/"answers.jsonl", new)
         answers.update((r["request"], r) for r in new)
         if progress: print(f"helpfulness: {len(answers)}/{len(requests)} answers", file=sys.stderr)
@@ -149,23 +145,23 @@ def run_helpfulness(cfg: HelpConfig, out: str | Path, backend: Backend | None = 
         else:   # the vllm backend has no logits to score with: load the weights once more
             from c2_course_correct.models import load_model
             model, tok = load_model(cfg.model, cfg.device, cfg.dtype)
-        scored = response_nll(model, tok, [p.request for p in todo_n], [p.response for p in todo_n], cfg.nll_tokens, max(1, cfg.batch_size // 4))
+        scored = response_nll(model, tok, [p.request for p in todo_n], [p.reference for p in todo_n], cfg.nll_tokens, max(1, cfg.batch_size // 4))
         new = [dict(item_id=p.item_id, request=p.request, source=p.source, nll=round(s, 6), tokens=n) for p, (s, n) in zip(todo_n, scored)]
         append_jsonl(out/"nll.jsonl", new)
         nlls.update((r["item_id"], r) for r in new)
-    rows = [answers[q] for q, _ in requests]
+    rows = [answers[r.request] for r in requests]
     by_source = {}
-    for r in rows: by_source.setdefault("helpful" if r["source"] != "safety-benign" else "safety-benign", []).append(r)
+    for r in rows: by_source.setdefault(r["source"], []).append(r)
     reasons = {}
     for r in rows:
         if r["refused"]: reasons[r["refusal_reason"].split(":")[0]] = reasons.get(r["refusal_reason"].split(":")[0], 0) + 1
     summary = dict(model=cfg.model, dtype=dtype_name(cfg.device, cfg.dtype), part=cfg.part, requests=len(rows),
                    refusal={**_rate([r["refused"] for r in rows]), "reasons": reasons,
-                            "by_source": {k: _rate([r["refused"] for r in v]) for k, v in by_source.items()}},
+                            "by_source": {k: _rate([r["refused"] for r in v]) for k, v in sorted(by_source.items())}},
                    degenerate=_rate([r["degenerate"] for r in rows]),
                    nll=pooled_nll([nlls[p.item_id] for p in pairs]),
                    judge=dict(refusal="safety.RefusalJudge", degenerate="judge.degenerate_reason"),
-                   interval="rates: 95% Wilson interval; NLL: 95% percentile bootstrap over responses, 1000 resamples, seed 0",
+                   interval="rates: 95% Wilson interval; NLL: 95% percentile bootstrap over reference answers, 1000 resamples, seed 0",
                    config=cfg.identity(), seconds=round(time.perf_counter() - t0, 1), environment=environment_info())
     write_json(out/"summary.json", summary)
     return summary
@@ -189,7 +185,7 @@ def _paired_rate_change(a: Sequence[dict], b: Sequence[dict], field: str, n_boot
     return dict(change=float(d.mean()), ci95=[float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))], n=len(keys))
 
 def compare_helpfulness(before: str | Path, after: str | Path, n_boot: int = 1000, seed: int = 0) -> dict:
-    "Benign refusal, degenerate answers, NLL of held-out helpful responses and answer similarity of two helpfulness runs (before, after)."
+    "Benign refusal, degenerate answers, NLL of held-out reference answers and answer similarity of two helpfulness runs (before, after)."
     (s0, a0, n0), (s1, a1, n1) = read_helpfulness_run(before), read_helpfulness_run(after)
     c0, c1 = ({k: v for k, v in s["config"].items() if k != "model"} for s in (s0, s1))
     if c0 != c1:

@@ -9,14 +9,16 @@ from pathlib import Path
 from typing import Sequence
 
 from .core import ConfigError, DataError, derive_seed, read_json, read_jsonl, write_json
-from .dpo import (TrainConfig, _curve_log_class, check_target_modules, fit_and_save, process_rank, lora_config, mix_counts,
-                                   train_dpo, trainer_args, utility_split)
+from .dpo import (TrainConfig, _curve_log_class, check_target_modules, dpo_check, fit_and_save, process_rank, lora_config,
+                                   mix_counts, prompt_fits, train_dpo, trained_model_path, trainer_args, utility_answers)
 from .models import RESET_TOKEN, load_model, load_tokenizer, resolve_model
 
 # %% auto #0
-__all__ = ['MIN_TRAINED', 'BUILDERS', 'WHAT', 'harmful_examples', 'prompt_ids', 'answer_end', 'sft_record', 'show_mask', 'draw_k',
-           'fitting_prefix', 'recovery_example', 'rto_example', 'add_reset_token', 'backtrack_example',
-           'utility_examples', 'safety_example', 'method_examples', 'card_lines', 'train_sft', 'train_model']
+__all__ = ['MIN_TRAINED', 'BUILDERS', 'WHAT', 'CHECK_RECORDS', 'CHECK_TOKENS', 'harmful_examples', 'prompt_ids', 'answer_end',
+           'sft_record', 'show_mask', 'draw_k', 'fitting_prefix', 'recovery_example', 'rto_example', 'add_reset_token',
+           'backtrack_example', 'reset_optimizer', 'utility_examples', 'safety_example', 'safety_records',
+           'method_examples', 'card_lines', 'train_sft', 'label_scores', 'recovery_check', 'rto_check', 'reset_rate',
+           'validation_prefills', 'backtrack_check', 'method_check', 'train_model']
 
 # %% ../nbs/31_recovery.ipynb #9c7cd9b6
 def harmful_examples(synth: str | Path) -> list[dict]:
@@ -63,9 +65,11 @@ def show_mask(tok, rec: dict) -> str:
     return "".join(out) + ("»" if inside else "")
 
 # %% ../nbs/31_recovery.ipynb #8da8492e
-def draw_k(seed: int, n_tokens: int, cap: int) -> int:
-    "A harmful-prefix length drawn uniformly from 0 to min(cap, n_tokens), inclusive."
-    return random.Random(seed).randint(0, min(cap, n_tokens))
+def draw_k(seed: int, n_tokens: int, cap: int, zero_share: float | None = None) -> int:
+    "A harmful-prefix length up to min(cap, n_tokens): uniform from 0; or, with `zero_share`, 0 that often and else uniform from 1."
+    rng, top = random.Random(seed), min(cap, n_tokens)
+    if zero_share is None: return rng.randint(0, top)
+    return 0 if rng.random() < zero_share or top < 1 else rng.randint(1, top)
 
 def _ids(tok, text: str) -> list[int]: return tok(text, add_special_tokens=False).input_ids
 
@@ -100,69 +104,90 @@ def add_reset_token(tok, model=None) -> int:
     return tok.convert_tokens_to_ids(RESET_TOKEN)
 
 def backtrack_example(tok, ex: dict, k: int, max_length: int) -> dict:
-    "Request, the first `k` harmful tokens (no loss), then `[RESET]`, the safe response and end of turn (loss)."
+    "Request, the first `k` harmful tokens (no loss), then `[RESET]`, the safe response and end of turn (loss); k = 0: the safe answer alone."
     reset = add_reset_token(tok)
     p = prompt_ids(tok, ex["request"])
     h = fitting_prefix(tok, ex, k, p, max_length)
-    return sft_record(p, [(h, False), ([reset] + _ids(tok, ex["safe"] + answer_end(tok)), True)], max_length,
-                      kind="backtrack", request_id=ex["request_id"], k=len(h))
+    answer = ([reset] if h else []) + _ids(tok, ex["safe"] + answer_end(tok))
+    return sft_record(p, [(h, False), (answer, True)], max_length, kind="backtrack", request_id=ex["request_id"], k=len(h))
+
+def reset_optimizer(model, cfg: TrainConfig):
+    "AdamW over the trainable parameters with the `[RESET]` row at `cfg.reset_learning_rate` (the others at `learning_rate`), or None without one."
+    import torch
+    if cfg.reset_learning_rate is None: return None
+    train = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    row = [p for n, p in train if "trainable_tokens_delta" in n]
+    if not row: raise ConfigError("reset_learning_rate needs finetune: lora (the [RESET] row is then a parameter of its own)")
+    return torch.optim.AdamW([{"params": [p for n, p in train if "trainable_tokens_delta" not in n], "lr": cfg.learning_rate},
+                              {"params": row, "lr": cfg.reset_learning_rate}], lr=cfg.learning_rate, weight_decay=0.0)
 
 # %% ../nbs/31_recovery.ipynb #f07ff2f2
 BUILDERS = {"recovery-sft": "recovery", "derta": "derta", "backtrack": "backtrack"}
 WHAT = {"recovery-sft": "recovery SFT", "derta": "DeRTa (MLE + RTO)", "backtrack": "backtracking SFT"}
 
-def utility_examples(cfg: TrainConfig, tok, n: int) -> list[dict]:
-    "`n` helpful answers to benign requests (loss on the answer) from the utility data's training split."
+def utility_examples(cfg: TrainConfig, tok, n: int, answers: list[dict]) -> list[dict]:
+    "`n` helpful answers to benign requests (loss on the answer), cycling through `answers` (`dpo.utility_answers`)."
     if n == 0: return []
-    order = utility_split(cfg)
-    return [sft_record(prompt_ids(tok, h.request), [(_ids(tok, h.response + answer_end(tok)), True)], cfg.max_length,
-                       kind="utility", request_id=h.item_id, k=0) for h in (order[i % len(order)] for i in range(n))]
+    return [sft_record(prompt_ids(tok, h["request"]), [(_ids(tok, h["answer"] + (answer_end(tok) if h["finished"] else "")), True)],
+                       cfg.max_length, kind="utility", request_id=h["item_id"], k=0) for h in (answers[i % len(answers)] for i in range(n))]
 
 def safety_example(cfg: TrainConfig, tok, ex: dict, i: int, cycle: int) -> dict:
     "The `i`-th safety record of a run of `cfg.method` on harmful example `ex` (pass `cycle` over the requests)."
     seed = derive_seed(cfg.seed, cfg.method, ex["request_id"], cycle)
-    k = draw_k(seed, len(_ids(tok, ex["harmful"])), cfg.prefix_tokens)
+    k = draw_k(seed, len(_ids(tok, ex["harmful"])), cfg.prefix_tokens, cfg.prefix_zero_share)
     if cfg.method == "recovery-sft": return recovery_example(tok, ex, k, cfg.max_length)
     if cfg.method == "backtrack": return backtrack_example(tok, ex, k, cfg.max_length)
     return rto_example(tok, ex, cfg.max_length) if i % 2 else recovery_example(tok, ex, k, cfg.max_length)
 
-def method_examples(cfg: TrainConfig, tok) -> tuple[list[dict], dict]:
-    "The token records of a recovery-method run and a record of the data (sources, counts, k)."
+def safety_records(cfg: TrainConfig, tok, n: int | None = None) -> tuple[list[dict], dict]:
+    "The first `n` safety records of a run of `cfg.method` (None: one per kept C2-Syn request), and a record of them."
     if cfg.method not in BUILDERS: raise ConfigError(f"method {cfg.method!r} has no SFT data builder; one of {sorted(BUILDERS)}")
     folder = cfg.pairs_file.parent
     harmful = harmful_examples(folder)
-    n_safety, n_util = mix_counts(cfg, len(harmful))
-    n_safety = len(harmful) if n_safety is None else n_safety
+    n = len(harmful) if n is None else n
     order = random.Random(derive_seed(cfg.seed, "requests")).sample(range(len(harmful)), len(harmful))
     records, skipped = [], 0
-    for i in range(n_safety):
+    for i in range(n):
         try: records.append(safety_example(cfg, tok, harmful[order[i % len(order)]], i, i // len(order)))
         except ValueError: skipped += 1
-    util = utility_examples(cfg, tok, n_util)
+    return records, dict(source=str(folder/"responses.jsonl"), requests=len(harmful), skipped=skipped)
+
+def method_examples(cfg: TrainConfig, tok, utility: tuple[list[dict], dict] | None = None) -> tuple[list[dict], dict]:
+    """The token records of a recovery-method run and a record of the data (sources, counts, k); `utility` is `dpo.utility_answers`'
+    result (made here when not given)."""
+    n_safety, n_util = mix_counts(cfg, len(harmful_examples(cfg.pairs_file.parent)))
+    records, data = safety_records(cfg, tok, n_safety)
+    answers, urecord = ((utility or utility_answers(cfg, need=n_util, fits=prompt_fits(tok, cfg.max_length, MIN_TRAINED))) if n_util
+                        else ([], dict(source=cfg.utility_data, requests=0)))
+    util = utility_examples(cfg, tok, n_util, answers)
     ks = [r["k"] for r in records if r["kind"] != "rto"]
-    data = dict(source=str(folder/"responses.jsonl"), requests=len(harmful), used=len(records) + len(util), safety_used=len(records),
-                skipped=skipped, kinds={k: sum(r["kind"] == k for r in records + util) for k in ("recovery", "rto", "backtrack", "utility")},
-                k_zero=sum(k == 0 for k in ks), k_mean=round(sum(ks) / len(ks), 1) if ks else None,
-                utility=dict(source=cfg.utility_data, requests=len(utility_split(cfg)) if n_util else 0, used=n_util),
+    data.update(used=len(records) + len(util), safety_used=len(records),
+                kinds={k: sum(r["kind"] == k for r in records + util) for k in ("recovery", "rto", "backtrack", "utility")},
+                k_zero=sum(k == 0 for k in ks), k_mean=round(sum(ks) / len(ks), 1) if ks else None, utility=dict(urecord, used=n_util),
                 trained_tokens=sum(sum(x != -100 for x in r["labels"]) for r in records + util))
     return records + util, data
 
 # %% ../nbs/31_recovery.ipynb #3bf39ef2
 def card_lines(cfg: TrainConfig, data: dict) -> list[str]:
     "The data and loss lines of a recovery method's model card."
-    k = data["kinds"]
+    k, u = data["kinds"], data["utility"]
     parts = ", ".join(f"{v} {name}" for name, v in k.items() if v)
+    draw = f"k = 0 in {cfg.prefix_zero_share:.0%} of them, else from 1" if cfg.prefix_zero_share is not None else "k from 0"
     return [f"- data: `{data['source']}` ({data['requests']} C2-Syn requests with their harmful and safe responses): {parts} records; "
-            f"harmful prefix k from 0 to {cfg.prefix_tokens} tokens (k = 0 in {data['k_zero']}, mean {data['k_mean']}); seed {cfg.seed}",
-            f"- utility: {data['utility']['used']} helpful answers ({cfg.utility_ratio:.0%} of the records) from `{cfg.utility_data}`",
+            f"harmful prefix {draw} to {cfg.prefix_tokens} tokens (k = 0 in {data['k_zero']}, mean {data['k_mean']}); seed {cfg.seed}",
+            f"- utility: {u['used']} helpful answers ({cfg.utility_ratio:.0%} of the records; {u.get('answers', cfg.utility_answers)} answers, "
+            f"{u.get('usable', 0)} usable of {u.get('requests', 0)} training requests) from `{cfg.utility_data}`",
             f"- loss: next-token cross-entropy on {data['trained_tokens']} trained tokens"
             + ("; RTO records target the refusal's first token at every harmful position" if k.get("rto") else "")
-            + ("; `[RESET]` added to the vocabulary" if cfg.method == "backtrack" else "")]
+            + ("; `[RESET]` added to the vocabulary" if cfg.method == "backtrack" else "")
+            + (f", its row trained at learning rate {cfg.reset_learning_rate}" if cfg.method == "backtrack" and cfg.reset_learning_rate else "")]
 
 def train_sft(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     "Train (or resume training) a recovery method (recovery-sft, derta, backtrack) into `out`; returns the run's stats (None on a process other than the main one)."
     resolve_model(cfg.model)
     harmful_examples(cfg.pairs_file.parent)   # a missing or empty C2-Syn folder fails here, before the libraries load
+    if cfg.reset_learning_rate is not None and (cfg.method != "backtrack" or cfg.finetune != "lora"):
+        raise ConfigError(f"reset_learning_rate is the step of backtracking's [RESET] row under LoRA; method {cfg.method}, finetune {cfg.finetune} has none")
     out, main = Path(out), process_rank()[0] == 0
     out.mkdir(parents=True, exist_ok=True)
     if main: cfg.claim(out)
@@ -171,12 +196,15 @@ def train_sft(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     from transformers import set_seed
     from trl import SFTConfig, SFTTrainer
     model, tok = load_model(cfg.model, cfg.device, cfg.dtype)
-    tok.padding_side = "right"   # training pads after the answer
     device, dtype = str(next(model.parameters()).device), str(next(model.parameters()).dtype).replace("torch.", "")
     if cfg.finetune == "lora": check_target_modules(model, cfg.target_modules, cfg.model)
+    n_util = mix_counts(cfg, len(harmful_examples(cfg.pairs_file.parent)))[1]
+    utility = (utility_answers(cfg, out, (model, tok), progress, n_util, prompt_fits(tok, cfg.max_length, MIN_TRAINED))
+               if n_util else None)   # the model's own answers, before training
+    tok.padding_side = "right"   # training pads after the answer
     set_seed(cfg.seed)   # the new embedding row and the adapter start alike in a run and its resumed twin
     reset = add_reset_token(tok, model) if cfg.method == "backtrack" else None
-    records, data = method_examples(cfg, tok)
+    records, data = method_examples(cfg, tok, utility)
     if main: write_json(out/"data.json", data)
     peft = lora_config(cfg) if cfg.finetune == "lora" else None
     if peft is not None and reset is not None: peft.trainable_token_indices = [reset]
@@ -191,12 +219,102 @@ def train_sft(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
         from transformers import Trainer, TrainingArguments
         from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
         shared.pop("max_length")   # the records are already cut to it
-        trainer = Trainer(model=get_peft_model(model, peft) if peft else model, args=TrainingArguments(**shared, remove_unused_columns=False),
-                          train_dataset=columns, data_collator=DataCollatorForLanguageModeling(pad_token_id=tok.pad_token_id),
-                          callbacks=callbacks)
+        model = get_peft_model(model, peft) if peft else model
+        trainer = Trainer(model=model, args=TrainingArguments(**shared, remove_unused_columns=False), train_dataset=columns,
+                          data_collator=DataCollatorForLanguageModeling(pad_token_id=tok.pad_token_id), callbacks=callbacks,
+                          optimizers=(reset_optimizer(model, cfg), None))
     tokens = sum(len(r["input_ids"]) for r in records)
     return fit_and_save(cfg, out, trainer, tok, data, WHAT[cfg.method], card_lines(cfg, data), tokens)
 
+# %% ../nbs/31_recovery.ipynb #27a2a67f
+CHECK_RECORDS = 32   # safety records of the run's own data that a check reads
+CHECK_TOKENS = 16    # new tokens within which a backtracking model must emit [RESET]
+
+def label_scores(model, records: list[dict]) -> list[list[tuple[float, bool]]]:
+    "`(log-probability, whether it is the top token)` under `model` of each trained label of each record (the positions the loss falls on)."
+    import torch
+    device, out = next(model.parameters()).device, []
+    with torch.no_grad():
+        for r in records:
+            lp = model(input_ids=torch.tensor([r["input_ids"]], device=device)).logits[0, :-1].float().log_softmax(-1)
+            top = lp.argmax(-1).tolist()
+            out.append([(float(lp[i, y]), top[i] == y) for i, y in enumerate(r["labels"][1:]) if y != -100])
+    return out
+
+def _mean(v) -> float: return round(sum(v) / len(v), 4) if v else float("nan")
+
+def recovery_check(base, trained, records: list[dict]) -> dict:
+    "NLL per token of the safe continuation after a harmful prefix (k > 0), base and trained; passes when it falls by 10% or more."
+    recs = [r for r in records if r["kind"] == "recovery" and r["k"] > 0][:CHECK_RECORDS]
+    b, t = (_mean([-_mean([x for x, _ in s]) for s in label_scores(m, recs)]) for m in (base, trained))
+    return dict(what="NLL per token of the safe continuation after a harmful prefix (k > 0), the run's own records",
+                records=len(recs), base=b, trained=t, passed=bool(recs) and t <= 0.9 * b)
+
+def rto_check(base, trained, records: list[dict]) -> dict:
+    "The refusal's first token at the harmful positions of RTO records: mean log-probability and top-1 share, base and trained."
+    recs = [r for r in records if r["kind"] == "rto"][:CHECK_RECORDS]
+    b, t = ([x for s in label_scores(m, recs) for x in s[1:]] for m in (base, trained))   # s[0]: the position before any harmful token
+    gain = _mean([x for x, _ in t]) - _mean([x for x, _ in b])
+    return dict(what="log-probability of the refusal's first token at the harmful positions of RTO records (the run's own)",
+                records=len(recs), positions=len(t), base=_mean([x for x, _ in b]), trained=_mean([x for x, _ in t]), gain=round(gain, 4),
+                top1_base=_mean([float(v) for _, v in b]), top1_trained=_mean([float(v) for _, v in t]), passed=bool(recs) and gain >= 0.6931)
+
+def reset_rate(backend, prompts: list[str], tokens: int) -> float | None:
+    "Share of `prompts` whose greedy continuation of `tokens` new tokens holds `[RESET]`."
+    from c2_course_correct.generate import GenerationRequest, SamplingConfig
+    if not prompts: return None
+    outs = backend.generate([GenerationRequest(p, (0,)) for p in prompts], SamplingConfig(0.0, 1.0, tokens), progress=False)
+    return round(sum(RESET_TOKEN in o[0] for o in outs) / len(outs), 4)
+
+def validation_prefills(cfg: TrainConfig, tok, n: int = CHECK_RECORDS) -> list[str]:
+    "Prompts of C2-Eval's validation harmful requests (the split the C2-Syn run left out), each prefilled with an opener and k harmful tokens."
+    from c2_course_correct.core import OPENERS
+    from c2_course_correct.data import load_pairs, request_key, split_pairs
+    from c2_course_correct.models import prefill_prompt
+    s = read_json(cfg.pairs_file.parent/"config.json")
+    val = split_pairs(load_pairs(s["eval_data"], s["eval_split"]), s["eval_size"], s["eval_seed"], s["eval_val_size"])[1]
+    one = list({request_key(p.request): p for p in reversed(val)}.values())[::-1][:n]
+    out = []
+    for p in one:
+        seed = derive_seed(cfg.seed, "check", p.item_id)
+        h = _ids(tok, OPENERS[seed % len(OPENERS)] + " " + p.response)
+        out.append(prefill_prompt(tok, p.request, tok.decode(h[:draw_k(seed, len(h), cfg.prefix_tokens, 0.0)])))
+    return out
+
+def backtrack_check(cfg: TrainConfig, trained, tok, records: list[dict]) -> dict:
+    "How often greedy decoding emits `[RESET]` after a harmful prefix (the run's records, validation requests) and on benign requests."
+    from c2_course_correct.data import benign_part, benign_pool
+    from c2_course_correct.generate import HFBackend
+    from c2_course_correct.models import chat_prompt
+    reset = tok.convert_tokens_to_ids(RESET_TOKEN)
+    own = [tok.decode(r["input_ids"][:r["input_ids"].index(reset)]) for r in records if r["kind"] == "backtrack" and reset in r["input_ids"]]
+    benign = benign_part(benign_pool(cfg.utility_data or "default"), "validation", cfg.utility_test_share, cfg.utility_val_share, cfg.utility_seed)
+    backend = HFBackend(batch_size=64, loaded=(trained, tok))
+    tok.padding_side = "left"
+    rates = dict(training=reset_rate(backend, own[:CHECK_RECORDS], CHECK_TOKENS),
+                 validation=reset_rate(backend, validation_prefills(cfg, tok), CHECK_TOKENS),
+                 benign=reset_rate(backend, [chat_prompt(tok, r.request) for r in benign[:CHECK_RECORDS]], 2 * CHECK_TOKENS))
+    return dict(what=f"share of greedy continuations ({CHECK_TOKENS} new tokens; {2 * CHECK_TOKENS} on benign requests) that emit [RESET]",
+                records=min(len(own), CHECK_RECORDS), after_harmful_prefix=rates["training"], after_harmful_prefix_validation=rates["validation"],
+                benign_validation=rates["benign"], passed=(rates["training"] or 0) >= 0.5 and (rates["benign"] or 0) <= 0.05)
+
+def method_check(cfg: TrainConfig, out: str | Path) -> dict:
+    "Whether the finished run in `out` learned its method's own objective on its own training data (see above)."
+    out = Path(out)
+    if cfg.method == "c2syn-dpo": return dpo_check(read_jsonl(out/"curves.jsonl"))
+    trained, tok = load_model(str(trained_model_path(out)), cfg.device, cfg.dtype)
+    records = safety_records(cfg, tok, 4 * CHECK_RECORDS)[0]
+    if cfg.method == "backtrack": return backtrack_check(cfg, trained, tok, records)
+    base, _ = load_model(cfg.model, cfg.device, cfg.dtype)
+    mle = recovery_check(base, trained, records)
+    if cfg.method == "recovery-sft": return mle
+    return dict(rto_check(base, trained, records), mle=mle)
+
 def train_model(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
-    "Train `cfg.method` into `out`: C2-Syn DPO (`dpo.train_dpo`) or a recovery method (`train_sft`); None on a process other than the main one."
-    return train_dpo(cfg, out, progress) if cfg.method == "c2syn-dpo" else train_sft(cfg, out, progress)
+    """Train `cfg.method` into `out`: C2-Syn DPO (`dpo.train_dpo`) or a recovery method (`train_sft`), then check it (`method_check`);
+    returns the stats (None on a process other than the main one)."""
+    stats = train_dpo(cfg, out, progress) if cfg.method == "c2syn-dpo" else train_sft(cfg, out, progress)
+    if stats is None or "check" in stats: return stats
+    stats["check"] = method_check(cfg, out)
+    write_json(Path(out)/"stats.json", stats)
+    return stats

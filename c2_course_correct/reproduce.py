@@ -18,7 +18,7 @@ from .dpo import TrainConfig
 from .safety import SafetyConfig
 from .helpfulness import HelpConfig
 from .sweep import SweepConfig
-from .arena import RECOVERY, ArenaConfig
+from .arena import RECOVERY, ArenaConfig, test_configs
 from .figures import model_size
 
 # %% auto #0
@@ -213,8 +213,9 @@ def stage_work(s: Stage, profile: dict) -> dict:
                     model=c.train_config(profile, c.settings[0]).model, parts=parts)
     if s.kind == "arena":
         parts = _arena_parts(c, profile)
-        return dict(what=f"validation search of {len(c.settings)} settings, then each of {len(RECOVERY)} recovery methods on the test split "
-                         f"(C2-Eval, safety, helpfulness) and the prefilling attack at {c.prefill_k} tokens on {len(RECOVERY) + 2} models",
+        return dict(what=f"validation search of {len(c.settings)} settings, {len(c.seeds) - 1} more seeds of each of {len(RECOVERY) + 1} methods, "
+                         f"then every model on the test split (C2-Eval and the harmful twins, the prefilling attack at {c.prefill_k} tokens, "
+                         f"helpfulness; safety on {c.safety_seeds} seed(s))",
                     generated=sum(w["generated"] or 0 for _, w in parts), trained=sum(w["trained"] or 0 for _, w in parts),
                     model=profile["train"].get("model", "default"), parts=parts)
     if s.kind == "train":
@@ -231,7 +232,7 @@ SAFETY_PROMPT_TOKENS = dict(static=300, gcg=60, autodan=650, pair=1500, benign=3
 
 def _safety_work(c: SafetyConfig, model: str) -> dict:
     "Tokens a safety run reads and writes (prompts and responses): every attack's prompts at its budget, and the benign requests."
-    from c2_course_correct.safety import CIPHER_NAMES, benign_requests, load_behaviors
+    from c2_course_correct.safety import CIPHER_NAMES, load_behaviors
     n = c.n_behaviors or len(load_behaviors(c.behaviors, None))
     a, has = min(n, c.adaptive_behaviors or n), lambda x: x in c.attacks
     static = n * (has("direct") + c.transfer_suffixes * has("gcg-transfer") + c.templates * has("templates") + sum(map(has, CIPHER_NAMES)))
@@ -240,7 +241,7 @@ def _safety_work(c: SafetyConfig, model: str) -> dict:
     scored = round(gcg + a * has("autodan") * c.autodan_population * (c.autodan_generations + 1) * t["autodan"])
     generated = (static * (t["static"] + c.max_new_tokens)
                  + a * has("pair") * c.pair_streams * c.pair_iterations * (t["pair"] + c.pair_attacker_tokens + c.max_new_tokens)
-                 + len(benign_requests()[:c.benign]) * (t["benign"] + c.max_new_tokens))
+                 + len(c.benign_requests()) * (t["benign"] + c.max_new_tokens))
     return dict(what=f"{n} behaviors x {static // n if n else 0} model-free prompts, {a} behaviors for gcg/autodan/pair: "
                      f"about {generated + scored:,} tokens read and written ({scored:,} of them scored by GCG and AutoDAN)",
                 generated=generated, scored=scored, trained=0, model=model)
@@ -250,7 +251,7 @@ def _helpfulness_work(c: HelpConfig, model: str) -> dict:
     try: answers, scored = len(c.requests()), len(c.pairs())
     except Exception: return dict(what="benign requests (unknown: the helpful pairs cannot be read here)", generated=None, trained=0, model=model)
     t = SAFETY_PROMPT_TOKENS["benign"]
-    return dict(what=f"{answers} benign requests x {c.max_new_tokens} greedy tokens, {scored} helpful responses x {c.nll_tokens} tokens scored",
+    return dict(what=f"{answers} benign requests x {c.max_new_tokens} greedy tokens, {scored} reference answers x {c.nll_tokens} tokens scored",
                 generated=answers * (t + c.max_new_tokens) + scored * (t + c.nll_tokens), trained=0, model=model)
 
 def _sweep_parts(c: SweepConfig, profile: dict) -> list[tuple[str, dict]]:
@@ -263,11 +264,18 @@ def _sweep_parts(c: SweepConfig, profile: dict) -> list[tuple[str, dict]]:
     return parts
 
 def _arena_parts(c: ArenaConfig, profile: dict) -> list[tuple[str, dict]]:
-    "(kind, work) of every run the arena makes: its search (a sweep), each recovery method's test runs, and every prefilling attack."
+    """(kind, work) of every run the arena makes: its search (a sweep), each method's other seeds (priced at its first setting: the
+    chosen one is known only after the search), and every row and seed's tests, less those the default run already holds."""
     search = _sweep_parts(SweepConfig(settings=c.settings, eval_items=c.eval_items), profile)
-    tests = [(k, stage_work(Stage(k, k, Path("."), {}, STAGE_KINDS[k][1].from_profile(profile)), profile)) for k in ("eval", "safety", "helpfulness")]
-    prefill = ("eval", stage_work(Stage("p", "eval", Path("."), {}, EvalConfig.from_profile(profile, unit="tokens", k=c.prefill_k)), profile))
-    return search + tests * len(RECOVERY) + [prefill] * (len(RECOVERY) + 2)
+    first = {m: next(s for s in c.settings if s["method"] == m) for m in RECOVERY}
+    train = [TrainConfig.from_profile(profile)] + [SweepConfig(settings=c.settings).train_config(profile, first[m]) for m in RECOVERY]
+    seeds = [("train", stage_work(Stage("t", "train", Path("."), {}, t), profile)) for t in train] * (len(c.seeds) - 1)
+    kind = dict(eval="eval", twins="eval", prefill="eval", helpfulness="helpfulness", safety="safety")
+    test = {k: (kind[k], stage_work(Stage(k, kind[k], Path("."), {}, cfg), profile)) for k, cfg in test_configs(c, profile, "default").items()}
+    four = [test[k] for k in ("eval", "twins", "prefill", "helpfulness")]
+    tests = four * ((len(RECOVERY) + 1) * len(c.seeds) - 1) + [test["twins"], test["prefill"]] * 2   # C2-Syn DPO's first seed has eval and helpfulness
+    tests += [test["safety"]] * (len(RECOVERY) * c.safety_seeds + max(0, c.safety_seeds - 1))
+    return search + seeds + tests
 
 def _request_bound(c: SynthConfig) -> int | None:
     "With n_requests=None every qualifying request is used: bound it by the data outside C2-Eval's split (when readable offline)."

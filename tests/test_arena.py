@@ -1,46 +1,106 @@
-"""The method arena: the committed table and figure rebuilt from the committed runs, byte for byte; the search ran on the
-validation split only and chose each method's setting by the sweep's rule; every row was tested alike; bad settings."""
+"""The method arena: the committed tables and figure rebuilt from the committed runs, byte for byte; the search ran on the
+validation split only and chose each method's setting by the sweep's rule; every method has at least three settings and
+every chosen setting three seeds, each trained alike and tested alike on both C2-Eval sets; a smoke arena end to end
+(search, a second seed, tests, tables); bad settings."""
 from pathlib import Path
 
-import pytest
+import pytest, yaml
 
-from c2_course_correct.arena import RECOVERY, ArenaConfig, arena_rows, arena_table, chosen_settings
-from c2_course_correct.core import ConfigError, load_profile, read_json
+from c2_course_correct.arena import (RECOVERY, ROWS, ArenaConfig, arena_rows, arena_table, chosen_settings, search_rows, search_table,
+                                     seed_config, seeds_table, train_folder)
+from c2_course_correct.arena import test_folders as folders_of   # not collected as a test
+from c2_course_correct.core import ConfigError, load_profile, read_json, read_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = REPO/"outputs"/"default"
 
 
-def test_the_committed_table_is_rebuilt_from_the_committed_runs():
-    md, text = arena_table(arena_rows(RUN))
-    assert md == (RUN/"tables"/"arena.md").read_text() and text == (RUN/"tables"/"arena.csv").read_text()
+@pytest.fixture(scope="module")
+def committed():
+    return arena_rows(RUN), search_rows(RUN), read_json(RUN/"arena"/"summary.json")
+
+
+def test_the_committed_tables_are_rebuilt_from_the_committed_runs(committed):
+    rows, search, _ = committed
+    for name, (md, text) in [("arena", arena_table(rows)), ("arena_seeds", seeds_table(rows)), ("arena_search", search_table(search))]:
+        assert md == (RUN/"tables"/f"{name}.md").read_text() and text == (RUN/"tables"/f"{name}.csv").read_text(), name
     assert (RUN/"figures"/"arena.png").exists() and (RUN/"figures"/"arena.pdf").exists()
 
 
-def test_the_search_saw_the_validation_split_only():
+def test_the_search_saw_the_validation_split_only_and_chose_by_the_rule(committed):
+    _, search, summary = committed
     cfg = ArenaConfig.from_profile("default")
-    search = read_json(RUN/"arena"/"search"/"summary.json")
-    assert [r["name"] for r in search["rows"]] == [s["name"] for s in cfg.settings]
-    for s in cfg.settings:
-        ev = read_json(RUN/"arena"/"search"/s["name"]/"eval-val"/"config.json")
-        hp = read_json(RUN/"arena"/"search"/s["name"]/"help-val"/"config.json")
-        assert ev["part"] == "validation" and hp["part"] == "validation"
-        assert read_json(RUN/"arena"/"search"/s["name"]/"train"/"config.json")["method"] == s["method"]
-    assert read_json(RUN/"arena"/"summary.json")["chosen"] == chosen_settings(search, cfg.settings)
+    found = read_json(RUN/"arena"/"search"/"summary.json")
+    assert [r["name"] for r in found["rows"]] == [s["name"] for s in cfg.settings]
+    assert all(sum(s["method"] == m for s in cfg.settings) >= 3 for m in RECOVERY)
+    for r in search:
+        folder = (RUN/"sweep" if r["method"] == "c2syn-dpo" else RUN/"arena"/"search")/r["name"]
+        assert read_json(folder/"eval-val"/"config.json")["part"] == "validation" and read_json(folder/"help-val"/"config.json")["part"] == "validation"
+        assert read_json(folder/"train"/"stats.json")["check"] == r["check"] and r["check"] is not None   # every setting checked
+    assert summary["chosen"] == chosen_settings(found, cfg.settings)
+    assert sum(r["chosen"] for r in search) == len(ROWS) - 1   # one setting per method, the DPO one by the profile's sweep
 
 
-def test_every_row_was_tested_alike():
-    "Same C2-Eval, safety and helpfulness settings for every row but the model; the same training budget for every method."
-    prof = load_profile("default")
-    evals = [read_json(RUN/f)["config"] for f in ["eval-base/summary.json", "eval-trained/summary.json"]
-             + [f"arena/{m}/eval/summary.json" for m in RECOVERY]]
-    assert all({k: v for k, v in e.items() if k != "model"} == {k: v for k, v in evals[0].items() if k != "model"} for e in evals)
-    safety = [read_json(RUN/f/"config.json") for f in ["safety-base", "safety-trained"] + [f"arena/{m}/safety" for m in RECOVERY]]
+def test_every_chosen_setting_has_every_seed_trained_alike(committed):
+    rows, _, summary = committed
+    prof, cfg = load_profile("default"), ArenaConfig.from_profile("default")
+    assert summary["seeds"] == cfg.seeds
+    for row in ROWS[1:]:
+        trained = [read_json(train_folder(RUN, row, summary["chosen"], s, cfg.seeds[0])/"config.json") for s in cfg.seeds]
+        assert [t["seed"] for t in trained] == cfg.seeds
+        assert all({**t, "seed": 0} == {**trained[0], "seed": 0} for t in trained)                  # the same setting, another seed
+        assert all(t == seed_config(cfg, prof, row, summary["chosen"], s).identity() for t, s in zip(trained, cfg.seeds))
+    for r in rows[1:]:   # the table's numbers are those of the seeds' own runs
+        assert r["corr_mean"]["per_seed"] == [s["corr_mean"] for s in r["seed_records"]] and len(r["seed_records"]) == len(cfg.seeds)
+        assert abs(r["corr_mean"]["mean"] - sum(r["corr_mean"]["per_seed"]) / len(cfg.seeds)) < 1e-12
+        assert r["corr_mean"]["ci95"][0] <= r["corr_mean"]["mean"] <= r["corr_mean"]["ci95"][1]
+
+
+def test_every_row_and_seed_was_tested_alike(committed):
+    rows, _, summary = committed
+    cfg = ArenaConfig.from_profile("default")
+    first = cfg.seeds[0]
+    folders = [folders_of(RUN, r["method"], s["seed"], first) for r in rows for s in r["seed_records"]]
+    for kind in ("eval", "twins", "prefill", "helpfulness"):
+        configs = [read_json(f[kind]/"config.json") for f in folders]
+        assert all({k: v for k, v in c.items() if k != "model"} == {k: v for k, v in configs[0].items() if k != "model"} for c in configs), kind
+    twins = read_json(folders[0]["twins"]/"config.json")
+    assert twins["data"] == "rho-harmful" and twins["k"] == cfg.twins_k and twins["n_items"] == cfg.twins_items
+    assert read_json(folders[0]["prefill"]/"config.json")["unit"] == "tokens"
+    attacked = ROWS if cfg.safety_seeds else ROWS[:2]   # 0: only the default run's base and C2-Syn DPO models met the attacks
+    safety = [read_json(folders_of(RUN, row, first, first)["safety"]/"config.json") for row in attacked]
+    assert all((r["attack_asr"] is not None) == (r["method"] in attacked) for r in rows)
     assert all({k: v for k, v in s.items() if k != "model"} == {k: v for k, v in safety[0].items() if k != "model"} for s in safety)
-    prefill = [read_json(RUN/"arena"/name/"prefill"/"config.json") for name in ("base", "c2syn-dpo", *RECOVERY)]
-    assert all(p["unit"] == "tokens" and p["k"] == prof["arena"]["prefill_k"] for p in prefill)
-    rows = arena_rows(RUN)
-    assert len({r["steps"] for r in rows if r["method"] != "base"}) == 1   # the same number of optimizer steps
+    items = {x["item_id"] for x in read_jsonl(folders[0]["twins"]/"continuations.jsonl")}
+    assert len(items) == cfg.twins_items and not items & {x["item_id"] for x in read_jsonl(RUN/"eval-base"/"continuations.jsonl")}
+
+
+def test_a_smoke_arena_end_to_end(run_c2cc, tmp_path):
+    "The smoke default run's stages the arena needs, then an arena of one setting per method and two seeds: search, seeds, tests, tables."
+    run = tmp_path/"run"
+    for args in (["eval", "--out", run/"eval-base"], ["synth", "--out", run/"synth"], ["helpfulness", "--out", run/"helpfulness-base"],
+                 ["train", "--pairs", run/"synth", "--out", run/"train"]):
+        r = run_c2cc(args[0], "--profile", "smoke", *args[1:], "--quiet")
+        assert r.returncode == 0, r.stderr
+    prof = yaml.safe_load((REPO/"configs"/"smoke.yaml").read_text())
+    prof["train"]["pairs"] = str(run/"synth")
+    prof["arena"] = dict(eval_items=1, settings=[dict(name="recovery", method="recovery-sft"), dict(name="derta", method="derta"),
+                                                 dict(name="backtrack", method="backtrack", reset_learning_rate=0.005)],
+                         prefill_k=[5], seeds=[0, 1], twins_items=1, twins_k=[10], safety_seeds=0)
+    (tmp_path/"p.yaml").write_text(yaml.safe_dump(prof))
+    r = run_c2cc("arena", "--profile", tmp_path/"p.yaml", "--run", run, "--quiet", timeout=1800)
+    assert r.returncode == 0, r.stderr
+    summary = read_json(run/"arena"/"summary.json")
+    assert summary["chosen"] == {m: {"recovery-sft": "recovery", "derta": "derta", "backtrack": "backtrack"}[m] for m in RECOVERY}
+    assert all(set(summary["models"][row]) == {"0", "1"} for row in ROWS[1:])
+    assert read_json(run/"arena"/"c2syn-dpo"/"seed-1"/"train"/"config.json")["seed"] == 1
+    assert "check" in read_json(run/"arena"/"backtrack"/"seed-1"/"train"/"stats.json")
+    rows = arena_rows(run)
+    assert [r["method"] for r in rows] == list(ROWS) and all(len(r["seed_records"]) == 2 for r in rows[1:])
+    assert (run/"tables"/"arena.md").read_text() == arena_table(rows)[0] and "| c2syn-dpo |" in r.stdout
+    assert (run/"tables"/"arena_seeds.md").exists() and (run/"tables"/"arena_search.md").exists() and (run/"figures"/"arena.png").exists()
+    again = run_c2cc("arena", "--profile", tmp_path/"p.yaml", "--run", run, "--quiet")   # finished: everything is read back, nothing rerun
+    assert again.returncode == 0 and again.stdout == r.stdout
 
 
 def test_bad_arena_settings(run_c2cc, tmp_path):
@@ -50,6 +110,9 @@ def test_bad_arena_settings(run_c2cc, tmp_path):
     assert r.returncode == 2 and "has no 'arena' section" in r.stderr, r.stderr
     with pytest.raises(ConfigError, match="has no setting for"):
         ArenaConfig(settings=[{"name": "only-derta", "method": "derta"}])
+    settings = ArenaConfig.from_profile("default").settings
+    with pytest.raises(ConfigError, match="seeds must be a non-empty list of distinct"): ArenaConfig(settings=settings, seeds=[1, 1])
+    with pytest.raises(ConfigError, match="twins_k must be a non-empty list"): ArenaConfig(settings=settings, twins_k=[])
 
 
 def test_readme_shows_the_committed_arena_table():

@@ -52,7 +52,7 @@ def test_train_writes_adapter_card_curves_and_stats(trained_run):
     assert cfg["base_model_name_or_path"] == "default" and cfg["r"] == 8 and set(cfg["target_modules"]) == {"q_proj", "v_proj"}
     card = (out/"adapter"/"README.md").read_text()
     assert "base model: `default`" in card and f"6 of {N_PAIRS} pairs used" in card and "LoRA r=8" in card
-    assert "utility pairs: 2 (25% of the training pairs)" in card and "36 training requests" in card
+    assert "utility pairs: 2 (25% of the training pairs): self answers" in card and "of 216 training requests" in card
     curves = read_jsonl(out/"curves.jsonl")
     assert [c["step"] for c in curves] == [1, 2] and all({"loss", "reward_margin", "reward_accuracy"} <= set(c) for c in curves)
     assert (out/"curves.png").stat().st_size > 1000
@@ -192,7 +192,7 @@ def test_training_pairs_mix_utility_pairs_at_the_ratio(pairs, ratio, n_pairs, c2
     from c2_course_correct.dpo import TrainConfig, read_pairs, training_pairs
     from c2_course_correct.helpfulness import HelpConfig
     rows = read_pairs(pairs)
-    cfg = TrainConfig.from_profile("default", n_pairs=n_pairs, utility_ratio=ratio)
+    cfg = TrainConfig.from_profile("default", n_pairs=n_pairs, utility_ratio=ratio, utility_answers="reference")
     mix, which = training_pairs(cfg, rows, list(range(len(rows))))
     kinds = [r["kind"] for r in mix]
     if c2syn == "all": c2syn, utility = len(rows), len(rows)          # ratio 0.5 of all usable pairs: as many utility pairs
@@ -200,8 +200,47 @@ def test_training_pairs_mix_utility_pairs_at_the_ratio(pairs, ratio, n_pairs, c2
     assert all(r["chosen"] != r["rejected"] and set(r) >= {"prompt", "chosen", "rejected"} for r in mix)
     util = [r for r in mix if r["kind"] == "utility"]
     assert all(r["rejected"][0]["content"] in cfg.utility_refusals for r in util)
-    measured = {p.request for part in ("test", "validation") for p in HelpConfig.from_profile("default", part=part).pairs()}
+    measured = {r.request for part in ("test", "validation") for r in HelpConfig.from_profile("default", part=part).requests()}
     assert not measured & {r["prompt"][0]["content"] for r in util}   # never a request the helpfulness stage or the sweep measures
+
+
+def test_self_answered_anchors_keep_only_answers_the_judges_pass(tmp_path, pairs):
+    """The base model answers the training benign requests itself; only answers judged neither refusal nor degenerate reach the
+    trainer, each chosen over a refusal; a resumed run reads anchors.jsonl instead of answering again."""
+    from c2_course_correct.dpo import (TrainConfig, kept_answer, prompt_fits, read_pairs, training_pairs, utility_answers, utility_requests)
+    from c2_course_correct.helpfulness import answer_row
+    from c2_course_correct.models import load_tokenizer
+    cfg = TrainConfig.from_profile("default", utility_answers="self", anchor_tokens=16, n_pairs=16, utility_ratio=0.5)
+    answers, record = utility_answers(cfg, tmp_path, need=8)
+    judged = read_jsonl(tmp_path/"anchors.jsonl")
+    assert len(judged) == record["answered"] == 64                                  # one chunk of 64 gave 8 kept answers
+    assert [a["item_id"] for a in answers] == [j["item_id"] for j in judged if kept_answer(j)]
+    assert all(j["refused"] == answer_row(j["request"], "x", j["answer"])["refused"] for j in judged[:8])   # the verdicts are the judge's
+    assert all(not j["finished"] for j in judged if len(j["answer"].split()) > 14)    # a 16-token answer that runs on was cut
+    assert {j["item_id"] for j in judged} <= {r.item_id for r in utility_requests(cfg)}   # the training part only
+    # a refusal and a loop among the anchors (as the judges mark them) never reach the trainer
+    doctored = [dict(j, refused=True, answer="I'm sorry, I can't help with that.") if i == 0 else
+                dict(j, degenerate=True) if i == 1 else j for i, j in enumerate(judged)]
+    (tmp_path/"anchors.jsonl").write_text("".join(json.dumps(j) + "\n" for j in doctored))
+    again, rec2 = utility_answers(cfg, tmp_path, need=8)
+    assert {doctored[0]["item_id"], doctored[1]["item_id"]}.isdisjoint(a["item_id"] for a in again) and len(read_jsonl(tmp_path/"anchors.jsonl")) == 64
+    rows, which = training_pairs(cfg, read_pairs(pairs), list(range(20)), (again, rec2))
+    util = [r for r in rows if r["kind"] == "utility"]
+    assert len(util) == 8 and {r["chosen"][0]["content"] for r in util} <= {a["answer"] for a in again}
+    assert all(r["rejected"][0]["content"] in cfg.utility_refusals for r in util) and which["utility"]["answers"] == "self"
+    fits = prompt_fits(load_tokenizer("default"), 192, 8)                       # a prompt that leaves no room to train is left out first
+    assert utility_answers(cfg, tmp_path, need=8, fits=fits)[1]["too_long"] == sum(not fits(r.request) for r in utility_requests(cfg)) == 1
+
+
+def test_dpo_check_reads_the_reward_margin_off_the_training_curves(trained_run):
+    from c2_course_correct.dpo import dpo_check
+    out, _ = trained_run
+    s = read_json(out/"stats.json")
+    assert s["check"] == dpo_check(read_jsonl(out/"curves.jsonl")) and s["check"]["steps"] == 2 and "passed" in s["check"]
+    committed = read_json(DEFAULT/"train"/"stats.json")["check"]
+    assert committed == dpo_check(read_jsonl(DEFAULT/"train"/"curves.jsonl")) and committed["passed"] and committed["end"] > committed["start"]
+    flat = [dict(r, reward_margin=0.0) for r in read_jsonl(DEFAULT/"train"/"curves.jsonl")]
+    assert not dpo_check(flat)["passed"] and not dpo_check(flat[:1])["passed"]   # a margin that never rose, or one step, fails
 
 
 def test_nll_weight_adds_trl_sft_loss(run_c2cc, tmp_path, pairs, trained_run):

@@ -8,7 +8,7 @@ import pytest
 from c2_course_correct.core import read_json, read_jsonl
 from c2_course_correct.helpfulness import HelpConfig, compare_helpfulness
 
-ARGS = ["helpfulness", "--profile", "smoke", "--batch-size", "2", "--quiet"]   # 6 answers in 3 batches, 3 responses scored
+ARGS = ["helpfulness", "--profile", "smoke", "--batch-size", "2", "--quiet"]   # 3 answers in 2 batches, those with a reference scored
 
 
 @pytest.fixture(scope="module")
@@ -24,11 +24,12 @@ def test_a_run_answers_judges_and_scores(whole):
     s = read_json(out/"summary.json")
     cfg = HelpConfig.from_profile("smoke")
     answers, nll = read_jsonl(out/"answers.jsonl"), read_jsonl(out/"nll.jsonl")
-    assert [a["request"] for a in answers] == [q for q, _ in cfg.requests()] and len(answers) == 6
-    assert {a["source"] for a in answers} >= {"safety-benign"} and len(nll) == 3 == s["nll"]["responses"]
+    assert [a["request"] for a in answers] == [r.request for r in cfg.requests()] and len(answers) == 3
+    assert len({(a["source"], a["category"]) for a in answers}) == 3                 # three kinds: round robin over the strata
+    assert [n["item_id"] for n in nll] == [r.item_id for r in cfg.pairs()] and 1 <= len(nll) == s["nll"]["responses"] <= 3
     assert s["refusal"]["count"] == sum(bool(a["refused"]) for a in answers) and s["degenerate"]["count"] == sum(a["degenerate"] for a in answers)
     assert all(n["tokens"] == 32 and n["nll"] > 0 for n in nll)        # nll_tokens of the smoke profile
-    assert f"benign requests refused: {s['refusal']['count']}/6" in r.stdout and "NLL of 3 helpful responses" in r.stdout
+    assert f"benign requests refused: {s['refusal']['count']}/3" in r.stdout and f"NLL of {len(nll)} reference answers" in r.stdout
 
 
 def test_kill_and_resume_gives_the_same_rows(whole, run_c2cc, run_c2cc_killed, tmp_path):
@@ -49,7 +50,7 @@ def test_compare_a_run_with_itself_and_refuse_other_settings(whole, run_c2cc, tm
     r = run_c2cc("helpfulness-compare", out, out, "--out", tmp_path/"h.json")
     assert r.returncode == 0, r.stderr
     c = json.loads((tmp_path/"h.json").read_text())
-    assert c["refusal"]["change"]["change"] == 0 and c["nll"]["relative_change"] == 0 and c["similarity"]["identical"] == 6
+    assert c["refusal"]["change"]["change"] == 0 and c["nll"]["relative_change"] == 0 and c["similarity"]["identical"] == 3
     other = tmp_path/"other"
     other.mkdir()
     s = read_json(out/"summary.json")
@@ -63,6 +64,8 @@ def test_compare_a_run_with_itself_and_refuse_other_settings(whole, run_c2cc, tm
     (["--limit", "0"], "limit must be a positive whole number or null"),
     (["--part", "train"], "invalid choice: 'train'"),
     (["--data", "missing.jsonl"], "missing.jsonl: file not found"),
+    (["--test-share", "0.9"], "test_share + val_share must stay below 1"),
+    (["--part", "validation", "--val-share", "0"], "the validation part is empty"),
     (["--model", "/no/such/model"], "neither an existing folder or .gguf file nor a hub id"),
 ])
 def test_bad_options(run_c2cc, tmp_path, args, message):
@@ -76,4 +79,6 @@ def test_committed_helpfulness_json_comes_from_the_committed_runs(repo):
         compare_helpfulness(run/"helpfulness-base", run/"helpfulness-trained")))
     base, trained = read_json(run/"helpfulness-base"/"summary.json"), read_json(run/"helpfulness-trained"/"summary.json")
     assert base["config"] == {**trained["config"], "model": "default"} and base["part"] == "test"
-    assert base["requests"] == 25 + 54 and base["nll"]["responses"] == 25
+    cfg = HelpConfig.from_profile("default")
+    assert base["requests"] == len(cfg.requests()) == 212 and base["nll"]["responses"] == len(cfg.pairs()) == 132
+    assert len(base["refusal"]["by_source"]) == 6                               # every source of the benign pool, each with its rate

@@ -1,17 +1,21 @@
 """Recovery methods (recovery SFT, DeRTa, backtracking): each data builder on a hand-made example (which tokens
 carry loss, where the prefix is cut, where [RESET] goes, that k = 0 occurs), a short `c2cc train --method ...` of
-every method on the committed default C2-Syn data, [RESET] counted by C2-Eval and stripped by the helpfulness
-judge on a real backtracking adapter, and bad settings with their messages."""
+every method on the committed default C2-Syn data, each method's own check on a model that learned its objective,
+backtracking's [RESET] output row trained and saved (the loaded model predicts the token where its records put it),
+[RESET] counted by C2-Eval and stripped by the helpfulness judge on a real backtracking adapter, and bad settings
+with their messages."""
+import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from c2_course_correct.core import derive_seed, read_json, read_jsonl
 from c2_course_correct.dpo import TrainConfig, trained_model_path
 from c2_course_correct.helpfulness import answer_row
-from c2_course_correct.models import RESET_TOKEN, after_reset, load_tokenizer
-from c2_course_correct.recovery import (add_reset_token, backtrack_example, draw_k, method_examples, prompt_ids,
-                                        recovery_example, rto_example)
+from c2_course_correct.models import RESET_TOKEN, after_reset, load_model, load_tokenizer
+from c2_course_correct.recovery import (add_reset_token, backtrack_example, draw_k, label_scores, method_check, method_examples, prompt_ids,
+                                        recovery_example, rto_example, safety_records, train_model, train_sft)
 
 REPO = Path(__file__).resolve().parents[1]
 SYNTH = REPO/"outputs"/"default"/"synth"
@@ -76,10 +80,22 @@ def test_k_is_uniform_from_zero_to_the_cap_and_zero_occurs():
     assert {draw_k(s, 3, 96) for s in range(200)} == {0, 1, 2, 3}        # a short response caps k
 
 
+def test_qi_et_al_draw_k_zero_half_the_time_else_from_one():
+    ks = [draw_k(derive_seed(0, "recovery-sft", i), 500, 100, zero_share=0.5) for i in range(2000)]
+    assert 900 < ks.count(0) < 1100 and min(k for k in ks if k) == 1 and max(ks) == 100
+    assert {draw_k(s, 0, 100, zero_share=0.0) for s in range(20)} == {0}  # nothing to cut from: k = 0
+
+
+def test_a_backtrack_record_without_a_prefix_has_no_reset():
+    btok = load_tokenizer("default")
+    r = backtrack_example(btok, EX, 0, 256)
+    assert r["k"] == 0 and add_reset_token(btok) not in r["input_ids"] and btok.decode(trained(r)[0]) == EX["safe"] + "<|im_end|>"
+
+
 @pytest.mark.parametrize("method,kinds", [("recovery-sft", {"recovery": 30}), ("derta", {"recovery": 15, "rto": 15}),
                                           ("backtrack", {"backtrack": 30})])
 def test_every_method_mixes_utility_at_the_ratio(tok, method, kinds):
-    cfg = TrainConfig.from_profile("default", method=method, n_pairs=40, pairs=str(SYNTH))
+    cfg = TrainConfig.from_profile("default", method=method, n_pairs=40, pairs=str(SYNTH), utility_ratio=0.25, utility_answers="reference")
     recs, data = method_examples(cfg, load_tokenizer("default"))
     got = {k: v for k, v in data["kinds"].items() if v}
     assert got == {**kinds, "utility": 10} and len(recs) == 40 and data["used"] == 40
@@ -160,3 +176,44 @@ def test_a_long_prefix_is_shortened_to_leave_the_safe_answer_room(tok):
     p = prompt_ids(tok, EX["request"])
     r = recovery_example(tok, EX, 20, len(p) + 12)
     assert r["k"] == 4 and sum(y != -100 for y in r["labels"]) == 8
+
+
+# ---- each method learns its own objective, and its check says so ----------------------------------------------
+
+def short_run(method, out, **kw):
+    "A short LoRA run of `method` on the committed C2-Syn data with a large step, so that 12 steps teach it something."
+    cfg = TrainConfig.from_profile("default", method=method, pairs=str(SYNTH), n_pairs=48, utility_ratio=0.25, utility_answers="reference",
+                                   learning_rate=2e-3, save_steps=100, **kw)
+    return cfg, train_model(cfg, out, progress=False)
+
+
+def test_backtracking_trains_and_saves_the_reset_output_row(tmp_path):
+    """The loaded adapter predicts [RESET] where its own records put it. Before `reset_learning_rate` the row moved at LoRA's step and
+    the loaded model gave [RESET] P about 1e-8 there (1e-9 before training): it was trained and saved, but too slowly to matter."""
+    cfg = TrainConfig.from_profile("default", method="backtrack", pairs=str(SYNTH), n_pairs=64, utility_ratio=0.25, utility_answers="reference",
+                                   learning_rate=1e-3, reset_learning_rate=1e-2, save_steps=100)
+    train_sft(cfg, tmp_path, progress=False)
+    model, ttok = load_model(str(trained_model_path(tmp_path)))
+    reset = ttok.convert_tokens_to_ids(RESET_TOKEN)
+    recs = [r for r in safety_records(cfg, ttok, 24)[0] if reset in r["input_ids"]][:16]
+    p = sorted(math.exp(s[0][0]) for s in label_scores(model, [dict(r, labels=[-100] * r["input_ids"].index(reset) + [reset]) for r in recs]))
+    assert p[len(p) // 2] > 1e-5, p      # median P([RESET]) at its own training positions: 6e-5 measured after 16 steps (old code: 1e-8)
+    row = model.get_output_embeddings().weight[reset]
+    assert torch.equal(row, model.get_input_embeddings().weight[reset])         # the tied row: input and output are one
+
+
+@pytest.mark.parametrize("method, measure", [("recovery-sft", "NLL per token of the safe continuation"),
+                                             ("derta", "log-probability of the refusal's first token")])
+def test_a_recovery_method_that_learned_passes_its_check(tmp_path, method, measure):
+    cfg, stats = short_run(method, tmp_path)
+    c = stats["check"]
+    assert c["what"].startswith(measure) and c["records"] > 0 and c["passed"], c
+    if method == "derta": assert c["trained"] - c["base"] >= 0.6931 and c["top1_trained"] >= c["top1_base"] and "mle" in c
+    else: assert c["trained"] <= 0.9 * c["base"]
+    assert read_json(tmp_path/"stats.json")["check"] == c and method_check(cfg, tmp_path) == c   # written once, and reproducible
+
+
+def test_an_untrained_recovery_model_fails_its_check(tmp_path):
+    cfg, stats = short_run("recovery-sft", tmp_path, max_steps=1)
+    c = stats["check"]
+    assert stats["steps"] == 1 and c["passed"] is False and c["trained"] == c["base"]   # one step, at the warm-up's learning rate 0

@@ -122,3 +122,14 @@ def test_two_shards_write_the_rows_of_one_run(run_c2cc, tmp_path):
     assert one["asr"] == two["asr"] and one["benign"] == two["benign"] and one["config"] == two["config"]
     bad = run_c2cc(*args, "--out", tmp_path/"three", "--shard", "2/2")
     assert bad.returncode == 2 and "shard must be i/n with 0 <= i < n, got 2/2" in bad.stderr
+
+
+def test_safety_asks_only_benign_requests_that_no_model_trains_on():
+    from c2_course_correct.data import benign_requests
+    from c2_course_correct.helpfulness import HelpConfig
+    cfg = SafetyConfig.from_profile("default")
+    asked = cfg.benign_requests()
+    test = {r.request for r in HelpConfig.from_profile("default").requests()}
+    assert asked and set(asked) <= test and len(asked) < len(benign_requests())   # the pool's test part of the 54, in their file order
+    assert asked == [q for q in benign_requests() if q in set(asked)] and SafetyConfig.from_profile("smoke").benign_requests() == asked[:3]
+    with pytest.raises(ConfigError, match="benign shares: test_share"): SafetyConfig(benign_test_share=1.5)
