@@ -35,7 +35,8 @@ def test_default_run_gives_every_table_and_figure(default_report):
     assert {a["name"] for a in provenance["artifacts"]} == set(TABLES + FIGURES + ["arena"])
     assert list(provenance["not_produced"]) == ["corr_mean_by_size"]   # the default run evaluates one model size
     arena = next(a for a in provenance["artifacts"] if a["name"] == "arena")   # the arena's table (md, csv) and figure
-    assert sorted(arena["files"]) == ["figures/arena.pdf", "figures/arena.png", "tables/arena.csv", "tables/arena.md"]
+    assert sorted(arena["files"]) == ["figures/arena.pdf", "figures/arena.png", "tables/arena.csv", "tables/arena.md", "tables/arena_search.csv",
+                                      "tables/arena_search.md", "tables/arena_seeds.csv", "tables/arena_seeds.md"]
     assert b"/Subtype /Image" not in (out/"figures"/"arena.pdf").read_bytes()
 
 
