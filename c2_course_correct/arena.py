@@ -41,7 +41,8 @@ class ArenaConfig(StageConfig):
     safety_seeds: int = 1                                # seeds (the first N) of each method that meet the safety stage's attacks;
                                                          # 0: only the default run's own (safety-base, safety-trained)
 
-    STAGE, SECTION = "arena", "arena"
+    # more seeds extend a finished arena in place: every seed trains and is tested in folders that claim their own configs
+    STAGE, SECTION, NOT_IDENTITY = "arena", "arena", ("seeds", "safety_seeds")
 
     def __post_init__(self):
         SweepConfig(settings=self.settings, eval_items=self.eval_items)   # names, shapes
