@@ -330,11 +330,12 @@ def search_table(rows: list[dict]) -> tuple[str, str]:
 COLORS = {"base": "#000000", "c2syn-dpo": "#0072B2", "recovery-sft": "#D55E00", "derta": "#009E73", "backtrack": "#CC79A7"}
 
 def arena_figure(rows: list[dict], search: list[dict], path: str | Path) -> Path:
-    "The search on validation, every seed on test and the prefilling attack, for every method (PNG and PDF beside it)."
+    """The search on validation, every seed on test, the prefilling attack, and the forgetting each setting and seed paid for its
+    gain (Corr_mean change against held-out NLL change, the bar dashed), for every method (PNG and PDF beside it)."""
     import matplotlib; matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     path = Path(path)
-    fig, (v, t, p) = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, (v, t, p, f) = plt.subplots(1, 4, figsize=(20, 4.2))
     if search:
         b = search[0]["base"]
         v.plot(b["benign_refusal"], b["corr_mean"], "*", color="black", ms=12, label="base")
@@ -343,12 +344,15 @@ def arena_figure(rows: list[dict], search: list[dict], path: str | Path) -> Path
         v.plot(r["benign_refusal"], r["corr_mean"], "o" if r["qualifies"] else "x", color=COLORS.get(r["method"], "grey"), ms=8 if r["chosen"] else 5,
                mfc=COLORS.get(r["method"], "grey") if r["chosen"] else "none")
     for m in dict.fromkeys(r["method"] for r in search): v.plot([], [], "o", color=COLORS.get(m, "grey"), label=m)
+    for r in search: f.plot(100 * r["nll_change"], r["corr_change"], "x", color=COLORS.get(r["method"], "grey"), ms=5, alpha=0.7)
     v.set_title("validation: every setting (filled: chosen; x: fails the rule)", fontsize=9)
     base = next(r for r in rows if r["method"] == "base")
     t.axvline(base["benign_refusal"]["mean"] + BAR["refusal"], color="grey", ls="--", lw=1)
     for r in rows:
         c = COLORS.get(r["method"], "grey")
-        for s in r["seed_records"]: t.plot(s["benign_refusal"], s["corr_mean"], ".", color=c, alpha=0.6, ms=7)
+        for s in r["seed_records"]:
+            t.plot(s["benign_refusal"], s["corr_mean"], ".", color=c, alpha=0.6, ms=7)
+            if s.get("nll_change") is not None: f.plot(100 * s["nll_change"], s["corr_change"], "o", color=c, ms=6, label=r["method"])
         x, y = r["benign_refusal"], r["corr_mean"]
         t.errorbar(x["mean"], y["mean"], xerr=[[x["mean"] - x["ci95"][0]], [x["ci95"][1] - x["mean"]]],
                    yerr=[[y["mean"] - y["ci95"][0]], [y["ci95"][1] - y["mean"]]], fmt="*" if r["method"] == "base" else "o",
@@ -359,8 +363,12 @@ def arena_figure(rows: list[dict], search: list[dict], path: str | Path) -> Path
     for ax in (v, t): ax.set_xlabel("benign requests refused"); ax.set_ylabel("Corr_mean")
     p.set_xlabel("prefilled harmful tokens"); p.set_ylabel("attack success rate"); p.set_title("prefilling attack (test, seed means)", fontsize=9)
     p.set_ylim(-0.02, 1.02)
-    for ax in (v, t, p): ax.grid(alpha=0.3)
-    v.legend(fontsize=7, loc="best"); t.legend(fontsize=7, loc="best")
+    f.axvline(100 * BAR["nll"], color="grey", ls="--", lw=1); f.axhline(0, color="black", lw=0.8)
+    f.set_xlabel("held-out NLL change (%)"); f.set_ylabel("Corr_mean change vs base (paired)")
+    f.set_title("forgetting: every test seed (o) and validation setting (x)", fontsize=9)
+    for ax in (v, t, p, f): ax.grid(alpha=0.3)
+    handles, labels = f.get_legend_handles_labels(); seen = dict(zip(labels, handles))
+    v.legend(fontsize=7, loc="best"); t.legend(fontsize=7, loc="best"); f.legend(seen.values(), seen.keys(), fontsize=7, loc="best")
     fig.tight_layout(); fig.savefig(path, dpi=120); fig.savefig(path.with_suffix(".pdf")); plt.close(fig)
     return path
 
