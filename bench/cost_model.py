@@ -42,7 +42,7 @@ def main() -> None:
     ap.add_argument("--load-s", type=float, default=120)
     args = ap.parse_args()
 
-    from c2_course_correct.reproduce import model_params, plan_stages, resolve_profile, stage_work
+    from c2_course_correct.plan import model_params, plan_stages, resolve_profile, stage_work
     profile = resolve_profile("paper", [])
     stages = [s for s in plan_stages(profile, "outputs/paper") if s.kind in ("eval", "synth", "train")]
     rows, total = [], 0.0
@@ -86,7 +86,7 @@ def main() -> None:
 
 def paper_run_hours(gpus: int) -> tuple[float, float]:
     "Wall hours and GPU-hours of the paper profile's planned stages on `gpus` GPUs, by the dry run's estimate."
-    from c2_course_correct.reproduce import estimate_seconds, plan_stages, resolve_profile, stage_gpus, stage_work
+    from c2_course_correct.plan import estimate_seconds, plan_stages, resolve_profile, stage_gpus, stage_work
     profile = resolve_profile("paper", [])
     wall = gpu_h = 0.0
     for s in plan_stages(profile, "outputs/paper"):

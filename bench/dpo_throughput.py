@@ -26,7 +26,8 @@ def policy_tokens(tok, pair: dict, max_length: int, window: int | None) -> int:
 
 def one_method(args) -> None:
     "Train in this process and print one JSON line of results."
-    from c2_course_correct.dpo import TrainConfig, read_pairs, train_dpo
+    from c2_course_correct.dpo import read_pairs, train_dpo
+    from c2_course_correct.train import TrainConfig
     from c2_course_correct.models import load_tokenizer
     cfg = TrainConfig.from_profile(args.profile, method=args.method, max_steps=args.steps, save_steps=10_000)
     with tempfile.TemporaryDirectory() as out:

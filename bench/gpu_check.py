@@ -87,7 +87,8 @@ def main() -> None:
     @check(results, "dpo_bf16")
     def _():
         from c2_course_correct.benchmark import EvalConfig, run_c2_eval
-        from c2_course_correct.dpo import TrainConfig, train_dpo
+        from c2_course_correct.dpo import train_dpo
+        from c2_course_correct.train import TrainConfig
         cfg = TrainConfig.from_profile("default", model=model_dir, pairs=str(work/"synth"), n_pairs=48, max_steps=4,
                                        batch_size=8, max_length=512, answer_window=None, save_steps=2, device="cuda")
         st = train_dpo(cfg, work/"dpo", progress=False)

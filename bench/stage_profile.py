@@ -78,7 +78,8 @@ def dpo_profile(dtype: str | None, steps: int) -> list[tuple[str, float, float]]
     import tempfile
     import transformers
     from torch.profiler import ProfilerActivity, profile
-    from c2_course_correct.dpo import TrainConfig, train_dpo
+    from c2_course_correct.dpo import train_dpo
+    from c2_course_correct.train import TrainConfig
     box, train = {}, transformers.Trainer.train
 
     def profiled(self, *a, **k):

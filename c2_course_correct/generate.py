@@ -135,7 +135,8 @@ def _share_plan(ids: list[list[int]], max_tail: int = 32) -> tuple[list[int], di
     return roots, root_of, shared
 
 def _length_chunks(lengths: list[int], max_tokens: int) -> list[list[int]]:
-    "Indices of `lengths` in groups of similar length, each holding at most `max_tokens` once padded (one index at least)."
+    """Indices of `lengths` in groups of similar length, each holding at most `max_tokens` once padded (one index at
+    least)."""
     order = sorted(range(len(lengths)), key=lambda j: lengths[j])
     chunks, cur = [], []
     for j in order:
@@ -209,11 +210,13 @@ class HFBackend:
                 cache.update(k, v, li)
         tails = [x[len(x) - min(S, len(x)):] for x in ids]
         block = torch.tensor([[pad] * (S - len(t)) + t for t in tails], device=dev)
-        mask = torch.tensor([[0] * (C - n) + [1] * n + [0] * (S - len(t)) + [1] * len(t) for n, t in zip(keep, tails)], device=dev)
+        mask = torch.tensor([[0] * (C - n) + [1] * n + [0] * (S - len(t)) + [1] * len(t) for n, t in zip(keep, tails)],
+                            device=dev)
         pos = torch.tensor([[max(0, len(x) - S + j) for j in range(S)] for x in ids], device=dev)
         return cache, block, mask, pos, len(roots)
 
-    def _generate_batch(self, ids: list[list[int]], seeds: list[tuple[int, ...]], sampling: SamplingConfig) -> list[list[str]]:
+    def _generate_batch(self, ids: list[list[int]], seeds: list[tuple[int, ...]],
+                        sampling: SamplingConfig) -> list[list[str]]:
         "Sample `len(seeds[i])` continuations of each tokenized prompt `ids[i]` in one batch."
         import torch
         tok, model, dev = self.tokenizer, self.model, self.device
@@ -225,7 +228,8 @@ class HFBackend:
         done = torch.zeros(n, dtype=torch.bool, device=dev)
         eos = torch.tensor(self.eos_ids, device=dev)
         with torch.inference_mode():
-            cache, block, mask, pos, self.last_roots = self._shared_prefill([ids[i] for i in rows], room=sampling.max_new_tokens)
+            cache, block, mask, pos, self.last_roots = self._shared_prefill([ids[i] for i in rows],
+                                                                            room=sampling.max_new_tokens)
             logits = model(input_ids=block, attention_mask=mask, position_ids=pos, past_key_values=cache,
                            use_cache=True, logits_to_keep=1).logits[:, -1]
             pos = pos[:, -1]
@@ -253,7 +257,8 @@ class HFBackend:
                  progress: bool = True) -> list[list[str]]:
         "Continuations of each request, one per seed, in request order."
         if sampling.reset_bias and self.reset_id is None:
-            raise ConfigError(f"reset_bias {sampling.reset_bias} needs a backtracking model (a tokenizer with [RESET]); {self.model_name} has none")
+            raise ConfigError(f"reset_bias {sampling.reset_bias} needs a backtracking model (a tokenizer with "
+                              f"[RESET]); {self.model_name} has none")
         from tqdm.auto import tqdm
         if not requests: return []
         ids = self.tokenizer([r.prompt for r in requests], add_special_tokens=False).input_ids
@@ -261,13 +266,15 @@ class HFBackend:
         units = [(i, r.seeds[s:s + self.batch_size]) for i in sorted(range(len(requests)), key=lambda i: ids[i])
                  for r in [requests[i]] for s in range(0, len(r.seeds), self.batch_size)]
         results: list[list[str]] = [[] for _ in requests]
-        bar = tqdm(total=sum(len(r.seeds) for r in requests), disable=not progress, desc="generate", unit="seq", file=sys.stderr)
+        bar = tqdm(total=sum(len(r.seeds) for r in requests), disable=not progress, desc="generate", unit="seq",
+                   file=sys.stderr)
         i = 0
         while i < len(units):
             j, n = i, 0
             while j < len(units) and (j == i or n + len(units[j][1]) <= self.batch_size):
                 n += len(units[j][1]); j += 1
-            try: outs = self._generate_batch([ids[u] for u, _ in units[i:j]], [tuple(s) for _, s in units[i:j]], sampling)
+            try: outs = self._generate_batch([ids[u] for u, _ in units[i:j]], [tuple(s) for _, s in units[i:j]],
+                                             sampling)
             except Exception as err:
                 if not _is_oom(err): raise
                 if n <= 1: raise C2Error("out of memory with a single sequence: use a smaller model, a shorter "
@@ -293,11 +300,13 @@ def vllm_source(name: str) -> tuple[str, str | None]:
     src = resolve_model(name)
     if src.kind == "adapter":
         base, nested = vllm_source(adapter_base(src.path))
-        if nested: raise ConfigError(f"adapter {name} is trained on another adapter ({adapter_base(src.path)}); merge that one first")
+        if nested: raise ConfigError(
+            f"adapter {name} is trained on another adapter ({adapter_base(src.path)}); merge that one first")
         return base, src.path
     if src.kind == "gguf":
         p = Path(src.path)
-        return str(cached_plain_copy(p, f"{p.stem}-{stable_id(p.resolve(), p.stat().st_size, p.stat().st_mtime_ns, n=8)}")), None
+        return (str(cached_plain_copy(
+            p, f"{p.stem}-{stable_id(p.resolve(), p.stat().st_size, p.stat().st_mtime_ns, n=8)}")), None)
     return src.path, None
 
 def _import_vllm():
@@ -326,7 +335,8 @@ class VLLMBackend:
 
     def __init__(self, model: str = "default", device: str | None = None, dtype: str | None = None,
                  batch_size: int = 256, enforce_eager: bool | None = None, kv_cache_gb: int = 4,
-                 max_model_len: int | None = None, gpu_memory_utilization: float = 0.85, seed: int = 0, tensor_parallel_size: int = 1):
+                 max_model_len: int | None = None, gpu_memory_utilization: float = 0.85, seed: int = 0,
+                 tensor_parallel_size: int = 1):
         """Load `model` (a name `models.resolve_model` knows) into a vLLM engine.
 
         `batch_size` caps the sequences decoded together (`max_num_seqs`). `enforce_eager=None` means eager on
@@ -341,9 +351,11 @@ class VLLMBackend:
         from vllm.platforms import current_platform
         on_cpu = current_platform.is_cpu()
         if device and device.split(":")[0] != current_platform.device_type:
-            raise ConfigError(f"device {device!r} requested, but this vLLM build runs on {current_platform.device_type}")
+            raise ConfigError(
+                f"device {device!r} requested, but this vLLM build runs on {current_platform.device_type}")
         if on_cpu and tensor_parallel_size > 1:
-            raise ConfigError(f"tensor_parallel_size {tensor_parallel_size} needs as many GPUs; this vLLM build runs on CPU")
+            raise ConfigError(
+                f"tensor_parallel_size {tensor_parallel_size} needs as many GPUs; this vLLM build runs on CPU")
         if on_cpu: _cpu_engine_defaults(kv_cache_gb)
         if on_cpu and dtype is None: dtype = "float32"   # pick_device_dtype's CPU choice; vLLM's 'auto' would take bf16
         self.device, torch_dtype = pick_device_dtype(current_platform.device_type, dtype)
@@ -357,7 +369,8 @@ class VLLMBackend:
         self.llm = vllm.LLM(model=path, tokenizer=path, dtype=str(torch_dtype).removeprefix("torch."), seed=seed,
                             enable_prefix_caching=True, max_num_seqs=batch_size, max_model_len=max_model_len,
                             enforce_eager=on_cpu if enforce_eager is None else enforce_eager, **kw)
-        self.lora = vllm.lora.request.LoRARequest(Path(adapter).name, 1, str(Path(adapter).resolve())) if adapter else None
+        self.lora = vllm.lora.request.LoRARequest(Path(adapter).name, 1,
+                                                  str(Path(adapter).resolve())) if adapter else None
         self.model_name, self.batch_size, self.adapter = model, batch_size, adapter
 
     @staticmethod
@@ -380,7 +393,8 @@ class VLLMBackend:
         for i, r in zip(ids, requests):
             for s in r.seeds:
                 prompts.append({"prompt_token_ids": i})
-                params.append(SamplingParams(temperature=sampling.temperature, top_p=sampling.top_p if sampling.temperature else 1.0,
+                params.append(SamplingParams(temperature=sampling.temperature,
+                                             top_p=sampling.top_p if sampling.temperature else 1.0,
                                              max_tokens=sampling.max_new_tokens, seed=s))
         outs = self.llm.generate(prompts, params, use_tqdm=progress, lora_request=self.lora)
         texts, k = [], 0
@@ -395,7 +409,9 @@ def make_backend(name: str, model: str = "default", device: str | None = None, d
                  batch_size: int = 256, tensor_parallel_size: int = 1) -> Backend:
     "A generation backend by name: `hf` (transformers) or `vllm` (vLLM, over `tensor_parallel_size` GPUs)."
     if name == "hf" and tensor_parallel_size > 1:
-        raise ConfigError(f"tensor_parallel_size {tensor_parallel_size} needs backend vllm; the hf backend runs on one device")
+        raise ConfigError(f"tensor_parallel_size {tensor_parallel_size} needs backend vllm; the hf backend runs on one "
+                          f"device")
     if name == "hf": return HFBackend(model, device=device, dtype=dtype, batch_size=batch_size)
-    if name == "vllm": return VLLMBackend(model, device=device, dtype=dtype, batch_size=batch_size, tensor_parallel_size=tensor_parallel_size)
+    if name == "vllm": return VLLMBackend(model, device=device, dtype=dtype, batch_size=batch_size,
+                                          tensor_parallel_size=tensor_parallel_size)
     raise ConfigError(f"unknown backend {name!r}; use one of {BACKENDS}")

@@ -11,28 +11,33 @@ from typing import Sequence
 
 import numpy as np
 
-from .core import ConfigError, DataError, StageConfig, append_jsonl, environment_info, read_json, read_jsonl, write_json
+from .core import (ConfigError, DataError, StageConfig, append_jsonl, environment_info, read_json,
+                                    read_jsonl, write_json)
 from .data import SPLIT_PARTS, BenignRequest, benign_part, benign_pool, split_benign
 from .generate import Backend, GenerationRequest, SamplingConfig, make_backend
-from .judge import degenerate_reason
-from .models import after_reset, chat_prompt, dtype_name, resolve_model
-from .safety import RefusalJudge, rouge_l, wilson
+from .judge import answer_row, rouge_l
+from .models import chat_prompt, dtype_name, resolve_model
+from .stats import paired_mean_change, percentile_ci, resample_index, wilson
+from .tables import Artifact, NotProduced, RunResults, format_cell, save_table, why_missing
 
 # %% auto #0
-__all__ = ['HelpConfig', 'answer_row', 'response_nll', 'pooled_nll', 'run_helpfulness', 'read_helpfulness_run',
-           'compare_helpfulness']
+__all__ = ['HELP_SOURCES', 'HelpConfig', 'response_nll', 'pooled_nll', 'run_helpfulness', 'read_helpfulness_run',
+           'compare_helpfulness', 'helpfulness_comparison', 'helpfulness_rows', 'helpfulness_sentence',
+           'build_helpfulness']
 
 # %% ../nbs/45_helpfulness.ipynb #aefce4ea
 @dataclass
 class HelpConfig(StageConfig):
     "Settings of one helpfulness run."
     model: str = "default"                 # the model measured: `default`, a folder, an adapter, a .gguf or a hub id
-    data: str = "default"                  # benign requests (see data.benign_pool): default, or a source of helpful pairs
+    # benign requests (see data.benign_pool): default, or a source of helpful pairs
+    data: str = "default"
     split: str = "train"                   # for hub data sets
     test_share: float = 0.4                # of every kind of benign request: the held-out test part
     val_share: float = 0.2                 #   and the validation part, where settings are chosen (the rest trains)
     part: str = "test"                     # test (reported) or validation
-    limit: int | None = None               # only the part's first N requests, round robin over kinds (smoke runs); None: all
+    # only the part's first N requests, round robin over kinds (smoke runs); None: all
+    limit: int | None = None
     max_new_tokens: int = 48               # greedy answer tokens
     nll_tokens: int = 128                  # tokens of each helpful response scored for the NLL
     backend: str = "hf"
@@ -40,7 +45,8 @@ class HelpConfig(StageConfig):
     dtype: str | None = None
     seed: int = 0                          # seeds the split
     batch_size: int = 64                   # does not change results
-    tensor_parallel_size: int = 1             # vllm backend: GPUs one engine spans (a model too large for one GPU); does not change results
+    # vllm backend: GPUs one engine spans (a model too large for one GPU); does not change results
+    tensor_parallel_size: int = 1
 
     STAGE, SECTION, NOT_IDENTITY = "helpfulness", "helpfulness", ("batch_size", "tensor_parallel_size")
 
@@ -57,26 +63,22 @@ class HelpConfig(StageConfig):
 
     def requests(self) -> list[BenignRequest]:
         "The benign requests this run answers: its part of the benign pool (the first `limit`)."
-        return benign_part(benign_pool(self.data, self.split), self.part, self.test_share, self.val_share, self.seed)[:self.limit]
+        return benign_part(benign_pool(self.data, self.split), self.part, self.test_share, self.val_share,
+                           self.seed)[:self.limit]
 
     def pairs(self) -> list[BenignRequest]:
         "The requests among them with a reference answer: their NLL measures forgetting."
         got = [r for r in self.requests() if r.reference]
-        if not got: raise DataError(self.data, None, f"no request of the {self.part} part has a reference answer to score; raise limit or give helpful pairs")
+        if not got: raise DataError(self.data, None,
+                                    f"no request of the {self.part} part has a reference answer to score; raise limit "
+                                    f"or give helpful pairs")
         return got
 
-# %% ../nbs/45_helpfulness.ipynb #fd43810a
-def answer_row(request: str, source: str, answer: str) -> dict:
-    "One row of `answers.jsonl`: the answer, whether the compliance judge calls it a refusal, and whether it is degenerate, with reasons."
-    shown = after_reset(answer)   # a backtracking model's user reads the text after its last [RESET]
-    v = RefusalJudge().judge([dict(behavior=request, response=shown)])[0]
-    why = degenerate_reason(shown)
-    return dict(request=request, source=source, answer=answer, refused=None if v.complied is None else not v.complied,
-                refusal_reason=v.reason, degenerate=why is not None, degenerate_reason=why, **({"reset": True} if shown != answer else {}))
-
 # %% ../nbs/45_helpfulness.ipynb #7f00c1a5
-def response_nll(model, tokenizer, requests: Sequence[str], responses: Sequence[str], max_tokens: int, batch_size: int = 16) -> list[tuple[float, int]]:
-    "`(summed NLL, tokens)` of each response's first `max_tokens` tokens after its request's chat prompt, under `model`."
+def response_nll(model, tokenizer, requests: Sequence[str], responses: Sequence[str], max_tokens: int,
+                 batch_size: int = 16) -> list[tuple[float, int]]:
+    """`(summed NLL, tokens)` of each response's first `max_tokens` tokens after its request's chat prompt, under
+    `model`."""
     import torch
     seqs = []
     for q, a in zip(requests, responses):
@@ -91,7 +93,8 @@ def response_nll(model, tokenizer, requests: Sequence[str], responses: Sequence[
         ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
         mask, target = torch.zeros_like(ids), torch.zeros_like(ids, dtype=torch.bool)
         for i, (p, a) in enumerate(chunk):   # right padding: positions of the scored tokens stay where they are
-            ids[i, :len(p) + len(a)] = torch.tensor(p + a); mask[i, :len(p) + len(a)] = 1; target[i, len(p):len(p) + len(a)] = True
+            ids[i, :len(p) + len(a)] = torch.tensor(p + a)
+            mask[i, :len(p) + len(a)] = 1; target[i, len(p):len(p) + len(a)] = True
         with torch.no_grad():
             logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, :-1].float()
         nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:].to(device), reduction="none").cpu()
@@ -103,14 +106,15 @@ def response_nll(model, tokenizer, requests: Sequence[str], responses: Sequence[
 def _rate(flags: Sequence[bool | None]) -> dict:
     "Count, rate and Wilson interval of the True values among the decided (not None) flags."
     d = [f for f in flags if f is not None]
-    return dict(n=len(d), count=sum(d), rate=sum(d) / len(d) if d else None, ci95=wilson(sum(d), len(d)), undecided=len(flags) - len(d))
+    return dict(n=len(d), count=sum(d), rate=sum(d) / len(d) if d else None, ci95=wilson(sum(d), len(d)),
+                undecided=len(flags) - len(d))
 
 def pooled_nll(rows: Sequence[dict], n_boot: int = 1000, seed: int = 0) -> dict:
     "Mean NLL per token pooled over responses, with a 95% bootstrap interval over responses."
     s, n = np.array([r["nll"] for r in rows]), np.array([r["tokens"] for r in rows])
-    idx = np.random.default_rng(seed).integers(0, len(rows), size=(n_boot, len(rows)))
+    idx = resample_index(len(rows), n_boot, seed)
     boot = s[idx].sum(1) / n[idx].sum(1)
-    return dict(mean=float(s.sum() / n.sum()), ci95=[float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
+    return dict(mean=float(s.sum() / n.sum()), ci95=percentile_ci(boot),
                 responses=len(rows), tokens=int(n.sum()))
 
 def _read_keyed(path: Path, key: str) -> dict:
@@ -132,10 +136,12 @@ def run_helpfulness(cfg: HelpConfig, out: str | Path, backend: Backend | None = 
     todo_n = [p for p in pairs if p.item_id not in nlls]
     if not (todo_a or todo_n) and (out/"summary.json").exists(): return read_json(out/"summary.json")
     t0 = time.perf_counter()
-    if todo_a or todo_n: backend = backend or make_backend(cfg.backend, cfg.model, cfg.device, cfg.dtype, cfg.batch_size, cfg.tensor_parallel_size)
+    if todo_a or todo_n: backend = backend or make_backend(cfg.backend, cfg.model, cfg.device, cfg.dtype,
+                                                           cfg.batch_size, cfg.tensor_parallel_size)
     for s in range(0, len(todo_a), cfg.batch_size):
         chunk = todo_a[s:s + cfg.batch_size]
-        outs = backend.generate([GenerationRequest(chat_prompt(backend.tokenizer, r.request), (0,)) for r in chunk], cfg.greedy, progress=progress)
+        outs = backend.generate([GenerationRequest(chat_prompt(backend.tokenizer, r.request), (0,)) for r in chunk],
+                                cfg.greedy, progress=progress)
         new = [{**answer_row(r.request, r.source, o[0]), "category": r.category} for r, o in zip(chunk, outs)]
         append_jsonl(out/"answers.jsonl", new)
         answers.update((r["request"], r) for r in new)
@@ -145,8 +151,10 @@ def run_helpfulness(cfg: HelpConfig, out: str | Path, backend: Backend | None = 
         else:   # the vllm backend has no logits to score with: load the weights once more
             from c2_course_correct.models import load_model
             model, tok = load_model(cfg.model, cfg.device, cfg.dtype)
-        scored = response_nll(model, tok, [p.request for p in todo_n], [p.reference for p in todo_n], cfg.nll_tokens, max(1, cfg.batch_size // 4))
-        new = [dict(item_id=p.item_id, request=p.request, source=p.source, nll=round(s, 6), tokens=n) for p, (s, n) in zip(todo_n, scored)]
+        scored = response_nll(model, tok, [p.request for p in todo_n], [p.reference for p in todo_n], cfg.nll_tokens,
+                              max(1, cfg.batch_size // 4))
+        new = [dict(item_id=p.item_id, request=p.request, source=p.source, nll=round(s, 6),
+                    tokens=n) for p, (s, n) in zip(todo_n, scored)]
         append_jsonl(out/"nll.jsonl", new)
         nlls.update((r["item_id"], r) for r in new)
     rows = [answers[r.request] for r in requests]
@@ -154,14 +162,16 @@ def run_helpfulness(cfg: HelpConfig, out: str | Path, backend: Backend | None = 
     for r in rows: by_source.setdefault(r["source"], []).append(r)
     reasons = {}
     for r in rows:
-        if r["refused"]: reasons[r["refusal_reason"].split(":")[0]] = reasons.get(r["refusal_reason"].split(":")[0], 0) + 1
+        if r["refused"]: reasons[r["refusal_reason"].split(":")[0]] = reasons.get(r["refusal_reason"].split(":")[0],
+                                                                                  0) + 1
     summary = dict(model=cfg.model, dtype=dtype_name(cfg.device, cfg.dtype), part=cfg.part, requests=len(rows),
                    refusal={**_rate([r["refused"] for r in rows]), "reasons": reasons,
                             "by_source": {k: _rate([r["refused"] for r in v]) for k, v in sorted(by_source.items())}},
                    degenerate=_rate([r["degenerate"] for r in rows]),
                    nll=pooled_nll([nlls[p.item_id] for p in pairs]),
                    judge=dict(refusal="safety.RefusalJudge", degenerate="judge.degenerate_reason"),
-                   interval="rates: 95% Wilson interval; NLL: 95% percentile bootstrap over reference answers, 1000 resamples, seed 0",
+                   interval="rates: 95% Wilson interval; NLL: 95% percentile bootstrap over reference answers, 1000 "
+                            "resamples, seed 0",
                    config=cfg.identity(), seconds=round(time.perf_counter() - t0, 1), environment=environment_info())
     write_json(out/"summary.json", summary)
     return summary
@@ -171,38 +181,118 @@ def read_helpfulness_run(folder: str | Path) -> tuple[dict, list[dict], list[dic
     "A finished helpfulness run's summary, answers and NLL rows (a DataError naming what is missing)."
     folder = Path(folder)
     if not (folder/"summary.json").exists():
-        raise DataError(folder/"summary.json", None, f"no helpfulness summary: run `c2cc helpfulness --out {folder}` (a killed run resumes)")
+        raise DataError(folder/"summary.json", None,
+                        f"no helpfulness summary: run `c2cc helpfulness --out {folder}` (a killed run resumes)")
     return read_json(folder/"summary.json"), read_jsonl(folder/"answers.jsonl"), read_jsonl(folder/"nll.jsonl")
 
 def _paired_rate_change(a: Sequence[dict], b: Sequence[dict], field: str, n_boot: int, seed: int) -> dict | None:
-    "After minus before share of rows with `field` true, over the requests both decided, with a paired bootstrap 95% interval."
+    """After minus before share of rows with `field` true, over the requests both decided, with a paired bootstrap 95%
+    interval."""
     before = {r["request"]: r[field] for r in a if r[field] is not None}
     after = {r["request"]: r[field] for r in b if r[field] is not None}
     keys = sorted(set(before) & set(after))
     if not keys: return None
     d = np.array([float(after[k]) - float(before[k]) for k in keys])
-    boot = d[np.random.default_rng(seed).integers(0, len(d), size=(n_boot, len(d)))].mean(1)
-    return dict(change=float(d.mean()), ci95=[float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))], n=len(keys))
+    return dict(**paired_mean_change(d, n_boot, seed), n=len(keys))
 
 def compare_helpfulness(before: str | Path, after: str | Path, n_boot: int = 1000, seed: int = 0) -> dict:
-    "Benign refusal, degenerate answers, NLL of held-out reference answers and answer similarity of two helpfulness runs (before, after)."
+    """Benign refusal, degenerate answers, NLL of held-out reference answers and answer similarity of two helpfulness
+    runs (before, after)."""
     (s0, a0, n0), (s1, a1, n1) = read_helpfulness_run(before), read_helpfulness_run(after)
     c0, c1 = ({k: v for k, v in s["config"].items() if k != "model"} for s in (s0, s1))
     if c0 != c1:
-        raise ConfigError(f"{before} and {after} are helpfulness runs of different settings ({sorted(k for k in c0 if c0[k] != c1.get(k))}); "
+        raise ConfigError(
+            f"{before} and {after} are helpfulness runs of different settings "
+            f"({sorted(k for k in c0 if c0[k] != c1.get(k))}); "
                           "compare runs that differ only in the model")
     x0, x1 = {r["item_id"]: r for r in n0}, {r["item_id"]: r for r in n1}
     ids = sorted(set(x0) & set(x1))
-    if [x0[i]["tokens"] for i in ids] != [x1[i]["tokens"] for i in ids]: raise DataError(after, None, "the two runs scored different tokens")
-    s_b, s_a, toks = (np.array(v) for v in ([x0[i]["nll"] for i in ids], [x1[i]["nll"] for i in ids], [x0[i]["tokens"] for i in ids]))
-    idx = np.random.default_rng(seed).integers(0, len(ids), size=(n_boot, len(ids)))
+    if [x0[i]["tokens"] for i in ids] != [x1[i]["tokens"] for i in ids]: raise DataError(
+        after, None, "the two runs scored different tokens")
+    s_b, s_a, toks = (np.array(v) for v in ([x0[i]["nll"] for i in ids], [x1[i]["nll"] for i in ids],
+                                            [x0[i]["tokens"] for i in ids]))
+    idx = resample_index(len(ids), n_boot, seed)
     rel = s_a[idx].sum(1) / s_b[idx].sum(1) - 1
     base_answers = {r["request"]: r["answer"] for r in a0}
     sims = [rouge_l(r["answer"], base_answers[r["request"]]) for r in a1 if r["request"] in base_answers]
     return dict(before=s0["model"], after=s1["model"], part=s0["part"], requests=s0["requests"],
-                refusal=dict(before=s0["refusal"], after=s1["refusal"], change=_paired_rate_change(a0, a1, "refused", n_boot, seed)),
-                degenerate=dict(before=s0["degenerate"], after=s1["degenerate"], change=_paired_rate_change(a0, a1, "degenerate", n_boot, seed)),
+                refusal=dict(before=s0["refusal"], after=s1["refusal"], change=_paired_rate_change(a0, a1, "refused",
+                                                                                                   n_boot, seed)),
+                degenerate=dict(before=s0["degenerate"], after=s1["degenerate"],
+                                change=_paired_rate_change(a0, a1, "degenerate", n_boot, seed)),
                 nll=dict(before=s0["nll"], after=s1["nll"], relative_change=float(s_a.sum() / s_b.sum() - 1),
-                         relative_change_ci95=[float(np.percentile(rel, 2.5)), float(np.percentile(rel, 97.5))], responses=len(ids), tokens=int(toks.sum())),
-                similarity=dict(rouge_l=float(np.mean(sims)) if sims else None, identical=sum(s == 1.0 for s in sims), answers=len(sims)),
-                interval=f"paired 95% percentile bootstrap over requests (rates) and responses (NLL), {n_boot} resamples, seed {seed}")
+                         relative_change_ci95=percentile_ci(rel), responses=len(ids), tokens=int(toks.sum())),
+                similarity=dict(rouge_l=float(np.mean(sims)) if sims else None, identical=sum(s == 1.0 for s in sims),
+                                answers=len(sims)),
+                interval=f"paired 95% percentile bootstrap over requests (rates) and responses (NLL), {n_boot} "
+                         f"resamples, seed {seed}")
+
+# %% ../nbs/45_helpfulness.ipynb #f4fac351
+HELP_SOURCES = [f"{d}/{f}" for d in ("helpfulness-base",
+                                     "helpfulness-trained") for f in ("summary.json", "answers.jsonl", "nll.jsonl")]
+
+def helpfulness_comparison(res: RunResults) -> dict | None:
+    "`compare_helpfulness` of the run's helpfulness-base and helpfulness-trained runs, or None when either is missing."
+    if not {"helpfulness-base", "helpfulness-trained"} <= set(res.helpfulness): return None
+    return compare_helpfulness(res.folder/"helpfulness-base", res.folder/"helpfulness-trained")
+
+def helpfulness_rows(cmp: dict) -> list[dict]:
+    """Benign refusals, degenerate answers, NLL of held-out reference answers and answer similarity, base and trained,
+    with the paired changes."""
+    row = lambda metric, before, after, change, ci: {"metric": metric,
+                                                     "base": before["rate"] if "rate" in before else before["mean"],
+                                                    "base 95% CI": before["ci95"],
+                                                     "trained": after["rate"] if "rate" in after else after["mean"],
+                                                    "trained 95% CI": after["ci95"], "change": change,
+                                                     "change 95% CI (paired)": ci}
+    r, d, x, s = cmp["refusal"], cmp["degenerate"], cmp["nll"], cmp["similarity"]
+    return [row(f"benign requests refused (of {r['before']['n']})", r["before"], r["after"], r["change"]["change"],
+                r["change"]["ci95"]),
+            row(f"degenerate answers (of {d['before']['n']})", d["before"], d["after"], d["change"]["change"],
+                d["change"]["ci95"]),
+            row(f"NLL per token, {x['responses']} held-out reference answers (change: relative)", x["before"],
+                x["after"],
+                x["relative_change"], x["relative_change_ci95"]),
+            {"metric": "ROUGE-L F1 of the answers to the base model's", "base": 1.0, "trained": s["rouge_l"]},
+            {"metric": f"answers identical to the base model's (of {s['answers']})", "base": s["answers"],
+             "trained": s["identical"]}]
+
+def helpfulness_sentence(cmp: dict) -> str:
+    "One sentence of the helpfulness comparison's key numbers."
+    r, d, x = cmp["refusal"], cmp["degenerate"], cmp["nll"]
+    return (
+        f"benign requests refused {format_cell(r['before']['rate'])} -> {format_cell(r['after']['rate'])} (paired "
+        f"change "
+            f"{r['change']['change']:+.3f} [{r['change']['ci95'][0]:+.3f}, {r['change']['ci95'][1]:+.3f}]), degenerate "
+            f"answers {format_cell(d['before']['rate'])} -> "
+            f"{format_cell(d['after']['rate'])}, NLL of held-out reference answers {x['relative_change']:+.1%} "
+            f"[{x['relative_change_ci95'][0]:+.1%}, {x['relative_change_ci95'][1]:+.1%}]")
+
+def build_helpfulness(res: RunResults, out: Path) -> Artifact:
+    """Helpfulness of the base and the trained model (benign refusals by source and reason, degenerate answers, NLL,
+    drift); also writes helpfulness.json."""
+    cmp = helpfulness_comparison(res)
+    if cmp is None:
+        stage = next(s for s in ("helpfulness-base", "helpfulness-trained") if s not in res.helpfulness)
+        raise NotProduced(
+            "helpfulness",
+            f"needs the helpfulness stage on the base and the trained model; "
+            f"{why_missing(res, stage, f'{stage}/summary.json')}")
+    b, t = res.helpfulness["helpfulness-base"], res.helpfulness["helpfulness-trained"]
+    rows = helpfulness_rows(cmp) + [
+        {"metric": f"refused, {src} requests (of {b['refusal']['by_source'][src]['n']})",
+         "base": b["refusal"]["by_source"][src]["rate"],
+         "base 95% CI": b["refusal"]["by_source"][src]["ci95"], "trained": t["refusal"]["by_source"][src]["rate"],
+         "trained 95% CI": t["refusal"]["by_source"][src]["ci95"]} for src in b["refusal"]["by_source"]] + [
+        {"metric": f"refused as: {why}", "base": b["refusal"]["reasons"].get(why, 0),
+         "trained": t["refusal"]["reasons"].get(why, 0)}
+        for why in sorted(set(b["refusal"]["reasons"]) | set(t["refusal"]["reasons"]))]
+    files = save_table(rows, out/"tables", "helpfulness")
+    write_json(out/"helpfulness.json", cmp)
+    return Artifact("helpfulness", "table", "Helpfulness before and after training",
+                    f"On the {cmp['part']} part ({cmp['requests']} benign requests; a refusal, an off-topic answer or "
+                    f"an echo counts as refused, "
+                    f"degenerate answers by the rule of `judge.degenerate_reason`): {helpfulness_sentence(cmp)}; the "
+                    f"trained model's answers keep a "
+                    f"ROUGE-L F1 of {format_cell(cmp['similarity']['rouge_l'])} with the base model's.",
+                    [str(f.relative_to(out)) for f in files] + ["helpfulness.json"], HELP_SOURCES)

@@ -99,7 +99,8 @@ def resolve_model(name: str) -> ModelSource:
 BF16_NEEDED = 1.2   # bf16 must beat fp32 by this factor: it costs precision, so a tie is not worth it
 
 def matmul_rate(dtype: str = "float32", rows: int = 64, seconds: float = 0.1) -> float:
-    "FLOP/s of this CPU's matrix products in `dtype` at a decoding shape of the default model: (rows x 576) by (576 x 1536)."
+    """FLOP/s of this CPU's matrix products in `dtype` at a decoding shape of the default model: (rows x 576) by (576 x
+    1536)."""
     import torch
     a, w = torch.randn(rows, 576, dtype=getattr(torch, dtype)), torch.randn(576, 1536, dtype=getattr(torch, dtype))
     a @ w                                              # the first product picks and warms the kernel
@@ -113,33 +114,39 @@ def cpu_bf16_speedup() -> float:
     return matmul_rate("bfloat16") / matmul_rate("float32")
 
 def pick_device_dtype(device: str | None = None, dtype: str | None = None) -> tuple[str, "torch.dtype"]:
-    "Device (`cuda` if available, else `cpu`) and dtype: bf16 on CUDA, fp32 on CPU unless given; `auto` measures the CPU (see above)."
+    """Device (`cuda` if available, else `cpu`) and dtype: bf16 on CUDA, fp32 on CPU unless given; `auto` measures the
+    CPU (see above)."""
     import torch
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available(): raise ConfigError("device 'cuda' requested but no CUDA GPU is visible")
+    if device.startswith("cuda") and not torch.cuda.is_available(): raise ConfigError("device 'cuda' requested but no "
+                                                                                      "CUDA GPU is visible")
     names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
              "float16": torch.float16, "fp16": torch.float16}
     if dtype == "auto" and not device.startswith("cuda"):
         fast = cpu_bf16_speedup() >= BF16_NEEDED
-        print(f"dtype auto: {'bfloat16' if fast else 'float32'} (this CPU multiplies bf16 {cpu_bf16_speedup():.1f}x as fast as fp32)", file=sys.stderr)
+        print(f"dtype auto: {'bfloat16' if fast else 'float32'} (this CPU multiplies bf16 {cpu_bf16_speedup():.1f}x as "
+              f"fast as fp32)", file=sys.stderr)
         return device, torch.bfloat16 if fast else torch.float32
     if dtype is None or dtype == "auto": return device, (torch.bfloat16 if device.startswith("cuda") else torch.float32)
     if dtype not in names: raise ConfigError(f"unknown dtype {dtype!r}; use auto or one of {sorted(names)}")
     return device, names[dtype]
 
 def dtype_name(device: str | None = None, dtype: str | None = None) -> str:
-    "The dtype a model loaded with `device` and `dtype` computes in, as a record names it: e.g. `bfloat16` for `auto` on a fast-bf16 CPU."
+    """The dtype a model loaded with `device` and `dtype` computes in, as a record names it: e.g. `bfloat16` for `auto`
+    on a fast-bf16 CPU."""
     return str(pick_device_dtype(device, dtype)[1]).removeprefix("torch.")
 
 # %% ../nbs/02_models.ipynb #b9e5ec79
 GQA_ATTENTION = "c2cc_gqa_sdpa"
 
 def _plain_attention(query, key, value, mask, scaling=None):
-    "Attention over grouped key/value heads by plain matrix products, the softmax in fp32 (`mask`: bool, True = attend, or additive)."
+    """Attention over grouped key/value heads by plain matrix products, the softmax in fp32 (`mask`: bool, True =
+    attend, or additive)."""
     import torch
     b, h, q, d = query.shape
     kv = key.shape[1]
-    scores = (query.reshape(b, kv, h // kv * q, d) @ key.transpose(-1, -2)) * (scaling or d ** -0.5)   # [b, kv, group x q, k]
+    # [b, kv, group x q, k]
+    scores = (query.reshape(b, kv, h // kv * q, d) @ key.transpose(-1, -2)) * (scaling or d ** -0.5)
     if mask is not None:   # [b or 1, 1, q, k] -> the same for each query head of a group
         mask = mask.expand(b, 1, q, mask.shape[-1]).repeat(1, 1, h // kv, 1)
         # the lowest finite value, not -inf: a padding position masked from everything then averages harmlessly instead
@@ -157,7 +164,8 @@ def _gqa_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0, s
             q, k = query.shape[2], key.shape[2]
             attention_mask = torch.ones(q, k, dtype=torch.bool, device=query.device).tril(k - q)[None, None]
         return _plain_attention(query, key, value, attention_mask, scaling).transpose(1, 2).contiguous(), None
-    if is_causal is None: is_causal = query.shape[2] > 1 and attention_mask is None and getattr(module, "is_causal", True)
+    if is_causal is None: is_causal = query.shape[2] > 1 and attention_mask is None and getattr(module, "is_causal",
+                                                                                                True)
     out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling,
                                          is_causal=is_causal, enable_gqa=key.shape[1] != query.shape[1])
     return out.transpose(1, 2).contiguous(), None
@@ -178,31 +186,37 @@ def load_tokenizer(name: str):
     "Tokenizer of a model, with left padding and a pad token, ready for batched generation."
     from transformers import AutoTokenizer
     src = resolve_model(name)
-    if src.kind == "gguf": tok = AutoTokenizer.from_pretrained(str(Path(src.path).parent), gguf_file=Path(src.path).name)
-    elif src.kind == "adapter" and not (Path(src.path)/"tokenizer_config.json").exists(): return load_tokenizer(adapter_base(src.path))
+    if src.kind == "gguf": tok = AutoTokenizer.from_pretrained(str(Path(src.path).parent),
+                                                               gguf_file=Path(src.path).name)
+    elif src.kind == "adapter" and not (Path(src.path)/"tokenizer_config.json").exists(): return load_tokenizer(
+        adapter_base(src.path))
     else: tok = AutoTokenizer.from_pretrained(src.path)
     tok.padding_side = "left"
     if tok.pad_token is None: tok.pad_token = tok.unk_token or tok.eos_token
     if not tok.chat_template:
-        raise ConfigError(f"model {name!r} has no chat template; C2-Eval needs a chat model (an instruct/chat checkpoint)")
+        raise ConfigError(
+            f"model {name!r} has no chat template; C2-Eval needs a chat model (an instruct/chat checkpoint)")
     return tok
 
 def load_model(name: str, device: str | None = None, dtype: str | None = None):
-    "Load `(model, tokenizer)` for `name` (see `resolve_model`) on `device` in `dtype` (see `pick_device_dtype`); an adapter is merged into its base."
+    """Load `(model, tokenizer)` for `name` (see `resolve_model`) on `device` in `dtype` (see `pick_device_dtype`); an
+    adapter is merged into its base."""
     from transformers import AutoModelForCausalLM
     src = resolve_model(name)
     if src.kind == "adapter":
         from peft import PeftModel
         base, _ = load_model(adapter_base(src.path), device, dtype)
         tok = load_tokenizer(name)
-        if len(tok) > base.get_input_embeddings().num_embeddings:   # an adapter that added tokens ([RESET]) stores their rows
+        # an adapter that added tokens ([RESET]) stores their rows
+        if len(tok) > base.get_input_embeddings().num_embeddings:
             base.resize_token_embeddings(len(tok), mean_resizing=False)
         # merged weights generate at the base model's speed; the base copy in memory is replaced, not kept
         return PeftModel.from_pretrained(base, src.path).merge_and_unload().eval(), tok
     device, torch_dtype = pick_device_dtype(device, dtype)
     tok = load_tokenizer(name)
     kw = dict(dtype=torch_dtype)
-    if src.kind == "gguf": model = AutoModelForCausalLM.from_pretrained(str(Path(src.path).parent), gguf_file=Path(src.path).name, **kw)
+    if src.kind == "gguf": model = AutoModelForCausalLM.from_pretrained(str(Path(src.path).parent),
+                                                                        gguf_file=Path(src.path).name, **kw)
     else: model = AutoModelForCausalLM.from_pretrained(src.path, **kw)
     if device == "cpu": use_gqa_attention(model)
     return model.to(device).eval(), tok

@@ -4,344 +4,18 @@
 
 # %% ../nbs/60_reproduce.ipynb #691aef73
 from __future__ import annotations
-import fcntl, json, math, os, re, shutil, sys, tempfile, time
+import fcntl, json, os, shutil, sys, tempfile, time
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .core import (C2Error, ConfigError, StageConfig, environment_info, load_profile, profiles_dir,
-                                    read_json, write_json)
-from .benchmark import EvalConfig
-from .synthesis import SynthConfig
-from .dpo import TrainConfig
-from .safety import SafetyConfig
-from .helpfulness import HelpConfig
-from .sweep import SweepConfig
-from .arena import RECOVERY, ArenaConfig, test_configs
-from .figures import model_size
+from .core import C2Error, ConfigError, environment_info, load_profile, read_json, write_json
+from .plan import (SECRET_NAME, Stage, check_no_conflicts, dry_run_text, dtype_sets, duration_text,
+                                    plan_stages, portable, repo_root, resolve_profile, stage_status)
 
 # %% auto #0
-__all__ = ['SECRET_NAME', 'STAGE_KINDS', 'OPTIONAL_KINDS', 'DTYPES', 'FLOP_RATES', 'MULTI_GPU', 'GCG_STEPS_RUN', 'LOAD_SECONDS',
-           'SAFETY_PROMPT_TOKENS', 'GPU_MEMORY', 'apply_sets', 'resolve_profile', 'Stage', 'repo_root', 'portable',
-           'model_slug', 'dtype_sets', 'plan_stages', 'executed_ok', 'stage_status', 'check_no_conflicts',
-           'model_params', 'stage_work', 'plan_device', 'stage_gpus', 'estimate_seconds', 'dry_run_text', 'StageFailed',
-           'secret_values', 'scrub_secrets', 'stage_tmpdir', 'run_stage', 'earlier_attempts', 'write_profile',
+__all__ = ['StageFailed', 'secret_values', 'scrub_secrets', 'stage_tmpdir', 'run_stage', 'earlier_attempts', 'write_profile',
            'reproduce']
-
-# %% ../nbs/60_reproduce.ipynb #44261bab
-SECRET_NAME = re.compile(r"(api_?key|token|secret|password)", re.I)
-
-def apply_sets(profile: dict, sets: list[str]) -> dict:
-    "A copy of `profile` with each `section.key=value` of `sets` applied (values parsed as YAML)."
-    import yaml
-    prof = {k: (dict(v) if isinstance(v, dict) else v) for k, v in profile.items()}
-    for s in sets:
-        key, eq, raw = s.partition("=")
-        section, dot, name = key.strip().partition(".")
-        if not (eq and dot and section and name):
-            raise ConfigError(f"--set {s!r}: write section.key=value, e.g. train.max_steps=4")
-        if SECRET_NAME.search(name):
-            raise ConfigError(f"--set {key}: secrets are read from the environment (e.g. OPENAI_API_KEY), never set as parameters")
-        if not isinstance(prof.get(section), dict):
-            known = sorted(k for k, v in prof.items() if isinstance(v, dict))
-            raise ConfigError(f"--set {key}: the profile has no {section!r} section (sections: {known})")
-        prof[section][name] = yaml.safe_load(raw)
-    return prof
-
-def resolve_profile(name_or_path: str | Path, sets: list[str] = ()) -> dict:
-    "Load a profile and apply `sets`; keeps the source path under `_path`."
-    return apply_sets(load_profile(name_or_path), list(sets))
-
-# %% ../nbs/60_reproduce.ipynb #89f1018e
-STAGE_KINDS = {  # notebook, stage config class, the file a finished run writes last
-    "eval": ("10_benchmark.ipynb", EvalConfig, "summary.json"),
-    "synth": ("20_synthesis.ipynb", SynthConfig, "stats.json"),
-    "sweep": ("35_sweep.ipynb", SweepConfig, "summary.json"),
-    "arena": ("37_arena.ipynb", ArenaConfig, "summary.json"),
-    "train": ("30_dpo.ipynb", TrainConfig, "stats.json"),
-    "safety": ("40_safety.ipynb", SafetyConfig, "summary.json"),
-    "helpfulness": ("45_helpfulness.ipynb", HelpConfig, "summary.json"),
-    "figures": ("50_figures.ipynb", None, "REPORT.md"),
-}
-OPTIONAL_KINDS = {"sweep", "arena"}   # planned, but run only when named in --stages
-
-@dataclass
-class Stage:
-    "One notebook run of a reproduction."
-    name: str                       # e.g. eval-base, synth, train, eval-trained, figures
-    kind: str                       # a key of STAGE_KINDS
-    folder: Path                    # where its results and its executed notebook go
-    parameters: dict                # what papermill injects into the notebook's parameters cell
-    config: StageConfig | None = None
-
-    @property
-    def notebook(self) -> Path: return repo_root()/"nbs"/STAGE_KINDS[self.kind][0]
-    @property
-    def executed(self) -> Path: return self.folder/STAGE_KINDS[self.kind][0]
-    @property
-    def done_file(self) -> Path: return self.folder/STAGE_KINDS[self.kind][2]
-    @property
-    def optional(self) -> bool: return self.kind in OPTIONAL_KINDS
-
-def repo_root() -> Path:
-    "The checkout whose notebooks `reproduce` runs."
-    root = profiles_dir().parent
-    if not (root/"nbs").is_dir(): raise ConfigError(f"no nbs/ folder beside {profiles_dir()}: run c2cc reproduce from a checkout of the repository")
-    return root
-
-def portable(p: Path) -> str:
-    "A path as parameters record it: relative to the repository when inside it, else absolute."
-    p = Path(p).resolve()
-    try: return str(p.relative_to(repo_root()))
-    except ValueError: return str(p)
-
-def model_slug(model: str) -> str:
-    "A folder-safe short name of a model id, e.g. Qwen/Qwen2-7B-Instruct -> qwen2-7b-instruct."
-    return re.sub(r"[^a-z0-9.]+", "-", model.split("/")[-1].lower()).strip("-")
-
-# %% ../nbs/60_reproduce.ipynb #84057158
-DTYPES = ("auto", "float32", "bfloat16")
-
-def dtype_sets(profile: dict, dtype: str | None) -> list[str]:
-    "The `--set` values that run every model-loading section of `profile` in `dtype` (None: the profile's own)."
-    if dtype is None: return []
-    if dtype not in DTYPES: raise ConfigError(f"--dtype {dtype!r}: use one of {', '.join(DTYPES)}")
-    sections = {cls.SECTION for _, cls, _ in STAGE_KINDS.values() if cls and "dtype" in {f.name for f in fields(cls)}}
-    return [f"{s}.dtype={dtype}" for s in profile if s in sections]
-
-# %% ../nbs/60_reproduce.ipynb #c7d7f714
-def plan_stages(profile: dict, out: str | Path, only: list[str] | None = None, optional: bool = False) -> list[Stage]:
-    "The stages a profile asks for, in order, with their parameters and configs (`only`: a subset by name; optional stages only when named, or with `optional`)."
-    out = Path(out).resolve()
-    prof_file = out/"profile.yaml"
-    def stage(name, kind, overrides={}):
-        params = dict(profile=portable(prof_file), out=portable(out/name), overrides=dict(overrides))
-        return Stage(name, kind, out/name, params, STAGE_KINDS[kind][1].from_profile(profile, **overrides))
-    stages = []
-    if "eval" in profile:
-        stages.append(stage("eval-base", "eval"))
-        base = profile["eval"].get("model", "default")
-        tp = profile.get("tensor_parallel", {})   # model -> GPUs per vLLM engine, for models too large for one GPU
-        stages += [stage(f"eval-{model_slug(m)}", "eval", {"model": m} | ({"tensor_parallel_size": tp[m]} if m in tp else {}))
-                   for m in profile.get("models", []) if m != base]
-    if "safety" in profile: stages.append(stage("safety-base", "safety"))
-    if "helpfulness" in profile: stages.append(stage("helpfulness-base", "helpfulness"))
-    if "synth" in profile: stages.append(stage("synth", "synth"))
-    pairs = {"pairs": portable(out/"synth")} if "synth" in profile else {}
-    if "sweep" in profile and "train" in profile: stages.append(stage("sweep", "sweep", pairs))
-    if "train" in profile:
-        train = stage("train", "train", pairs)
-        stages.append(train)
-        trained = portable(train.folder/train.config.model_folder)
-        for kind in ("eval", "safety", "helpfulness"):
-            if kind in profile: stages.append(stage(f"{kind}-trained", kind, {"model": trained}))
-        if "arena" in profile: stages.append(stage("arena", "arena"))
-    stages.append(Stage("figures", "figures", out, dict(run=portable(out), out=portable(out))))
-    names = [s.name for s in stages]
-    if len(set(names)) != len(names): raise ConfigError(f"two stages share a folder name: {names}")
-    if only:
-        unknown = sorted(set(only) - set(names))
-        if unknown: raise ConfigError(f"unknown stage(s) {unknown}; this profile has {names}")
-        return [s for s in stages if s.name in only]
-    return [s for s in stages if optional or not s.optional]
-
-# %% ../nbs/60_reproduce.ipynb #1b0cf569
-def executed_ok(nb_path: Path) -> bool:
-    "Whether an executed notebook exists and papermill recorded no exception in it."
-    if not nb_path.exists(): return False
-    try: meta = json.loads(nb_path.read_text())["metadata"].get("papermill", {})
-    except (json.JSONDecodeError, KeyError): return False
-    return bool(meta.get("end_time")) and not meta.get("exception")
-
-def stage_status(s: Stage) -> str:
-    "complete, partial, new or conflict (see above)."
-    if s.config is None: return "new"
-    cfg_file = s.folder/"config.json"
-    if not cfg_file.exists(): return "new"
-    if read_json(cfg_file) != s.config.identity(): return "conflict"
-    return "complete" if s.done_file.exists() and executed_ok(s.executed) else "partial"
-
-def check_no_conflicts(stages: list[Stage]) -> None:
-    "Raise ConfigError naming every stage folder that holds a run of another config."
-    bad = [s for s in stages if stage_status(s) == "conflict"]
-    if not bad: return
-    def diff(s):
-        old, new = read_json(s.folder/"config.json"), s.config.identity()
-        return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-    raise ConfigError("; ".join(f"{portable(s.folder)} holds a {s.name} run with another config (differs in {diff(s)})" for s in bad)
-                      + ": use another --out, or delete those folders to rerun them")
-
-# %% ../nbs/60_reproduce.ipynb #fed95130
-FLOP_RATES = {  # effective FLOP/s per kind of stage
-    "cpu": dict(eval=3.2e10, synth=1.1e10, train=8.1e10, safety=6.0e10, scoring=6.0e10, helpfulness=6.0e10),    # measured: 2-core CPU, fp32, the default profile
-    "cuda": dict(eval=1.0e14, synth=5.0e13, train=3.5e14, safety=5.0e13, scoring=4.0e14, helpfulness=5.0e13),   # assumed: one H100, bf16
-}   # cpu scoring: measured with the rest of the safety stage
-MULTI_GPU = dict(synth=1.0, safety=1.0, train=0.9)   # stages that use every GPU, and their scaling (assumed; shards, DDP)
-GCG_STEPS_RUN = 0.85   # share of GCG's steps a search runs with gcg_early_stop (assumed, see above)
-LOAD_SECONDS = {"cpu": 20, "cuda": 120}   # model load per stage (the default GGUF's dequantization; a 7B from disk)
-
-def model_params(model: str) -> float | None:
-    "Parameter count of a model from its name (`Qwen2-7B` -> 7e9, see `figures.model_size`) or an adapter's base; None when unknown."
-    cfg = Path(model)/"adapter_config.json"
-    if cfg.exists(): return model_params(json.loads(cfg.read_text()).get("base_model_name_or_path", ""))
-    size = model_size(model)
-    return size[0] * 1e9 if size else None
-
-def stage_work(s: Stage, profile: dict) -> dict:
-    "What a stage computes: a description, generated and trained tokens (None when unknown before it runs), and its model."
-    c = s.config
-    if s.kind == "eval":
-        paths = c.n_items * len(c.k) * c.samples
-        sized_as = profile["train"]["model"] if s.name == "eval-trained" else c.model   # the adapter does not exist yet
-        return dict(what=f"{c.n_items} items x {len(c.k)} k x {c.samples} samples = {paths:,} paths of {c.max_new_tokens} new tokens",
-                    generated=paths * c.max_new_tokens, trained=0, model=sized_as)
-    if s.kind == "synth":
-        n = c.n_requests or _request_bound(c)
-        retries = 1 + (c.qc_retries * 0.5 if c.qc == "filter" else 0)   # regeneration of about half the sequences
-        return dict(what=f"{n:,} requests x 5 sequences (SR, SYN_1..4) of {c.max_new_tokens} new tokens" if n else "requests unknown",
-                    generated=n and n * 5 * retries * c.max_new_tokens, trained=0, model=c.model)
-    if s.kind == "safety":
-        return _safety_work(c, profile["train"]["model"] if s.name == "safety-trained" else c.model)
-    if s.kind == "helpfulness":
-        return _helpfulness_work(c, profile["train"]["model"] if s.name == "helpfulness-trained" else c.model)
-    if s.kind == "sweep":
-        parts = _sweep_parts(c, profile)
-        return dict(what=f"{len(c.settings)} trainings ({', '.join(x['name'] for x in c.settings)}), each and the base model scored on "
-                         f"{c.eval_items} validation items and the validation benign requests",
-                    generated=sum(w["generated"] or 0 for _, w in parts), trained=sum(w["trained"] or 0 for _, w in parts),
-                    model=c.train_config(profile, c.settings[0]).model, parts=parts)
-    if s.kind == "arena":
-        parts = _arena_parts(c, profile)
-        return dict(what=f"validation search of {len(c.settings)} settings, {len(c.seeds) - 1} more seeds of each of {len(RECOVERY) + 1} methods, "
-                         f"then every model on the test split (C2-Eval and the harmful twins, the prefilling attack at {c.prefill_k} tokens, "
-                         f"helpfulness; safety on {c.safety_seeds} seed(s))",
-                    generated=sum(w["generated"] or 0 for _, w in parts), trained=sum(w["trained"] or 0 for _, w in parts),
-                    model=profile["train"].get("model", "default"), parts=parts)
-    if s.kind == "train":
-        n = c.n_pairs or 15 * (profile.get("synth", {}).get("n_requests") or 0) or None
-        if n is None: return dict(what="all pairs of the C2-Syn run (unknown before it runs)", generated=0, trained=None, model=c.model)
-        per_step = c.batch_size * c.grad_accum
-        steps = c.max_steps or math.ceil(n * c.epochs / per_step)
-        return dict(what=f"{n:,} pairs, {steps:,} optimizer steps of {per_step} pairs, max_length {c.max_length}",
-                    generated=0, trained=min(n * c.epochs, steps * per_step) * 2 * c.max_length, model=c.model,
-                    checkpointing=bool(c.gradient_checkpointing))
-    return dict(what="tables, figures and REPORT.md from the result files", generated=0, trained=0, model=None)
-
-SAFETY_PROMPT_TOKENS = dict(static=300, gcg=60, autodan=650, pair=1500, benign=30)   # typical prompt lengths (SmolLM2's tokenizer)
-
-def _safety_work(c: SafetyConfig, model: str) -> dict:
-    "Tokens a safety run reads and writes (prompts and responses): every attack's prompts at its budget, and the benign requests."
-    from c2_course_correct.safety import CIPHER_NAMES, load_behaviors
-    n = c.n_behaviors or len(load_behaviors(c.behaviors, None))
-    a, has = min(n, c.adaptive_behaviors or n), lambda x: x in c.attacks
-    static = n * (has("direct") + c.transfer_suffixes * has("gcg-transfer") + c.templates * has("templates") + sum(map(has, CIPHER_NAMES)))
-    t = SAFETY_PROMPT_TOKENS
-    gcg = a * has("gcg") * c.gcg_steps * (c.gcg_search_width + 3) * (t["gcg"] + c.gcg_suffix_tokens) * (GCG_STEPS_RUN if c.gcg_early_stop else 1)
-    scored = round(gcg + a * has("autodan") * c.autodan_population * (c.autodan_generations + 1) * t["autodan"])
-    generated = (static * (t["static"] + c.max_new_tokens)
-                 + a * has("pair") * c.pair_streams * c.pair_iterations * (t["pair"] + c.pair_attacker_tokens + c.max_new_tokens)
-                 + len(c.benign_requests()) * (t["benign"] + c.max_new_tokens))
-    return dict(what=f"{n} behaviors x {static // n if n else 0} model-free prompts, {a} behaviors for gcg/autodan/pair: "
-                     f"about {generated + scored:,} tokens read and written ({scored:,} of them scored by GCG and AutoDAN)",
-                generated=generated, scored=scored, trained=0, model=model)
-
-def _helpfulness_work(c: HelpConfig, model: str) -> dict:
-    "Tokens a helpfulness run reads and writes: each benign request and its greedy answer, each helpful response scored."
-    try: answers, scored = len(c.requests()), len(c.pairs())
-    except Exception: return dict(what="benign requests (unknown: the helpful pairs cannot be read here)", generated=None, trained=0, model=model)
-    t = SAFETY_PROMPT_TOKENS["benign"]
-    return dict(what=f"{answers} benign requests x {c.max_new_tokens} greedy tokens, {scored} reference answers x {c.nll_tokens} tokens scored",
-                generated=answers * (t + c.max_new_tokens) + scored * (t + c.nll_tokens), trained=0, model=model)
-
-def _sweep_parts(c: SweepConfig, profile: dict) -> list[tuple[str, dict]]:
-    "(kind, work) of every run a sweep makes: the base model's two validation runs, then each setting's training and two validation runs."
-    from c2_course_correct.sweep import validation_configs
-    ev, hp = validation_configs(profile, c, profile["train"].get("model", "default"))
-    score = [("eval", stage_work(Stage("v", "eval", Path("."), {}, ev), profile)), ("helpfulness", _helpfulness_work(hp, ev.model))]
-    parts = list(score)
-    for x in c.settings: parts += [("train", stage_work(Stage("t", "train", Path("."), {}, c.train_config(profile, x)), profile)), *score]
-    return parts
-
-def _arena_parts(c: ArenaConfig, profile: dict) -> list[tuple[str, dict]]:
-    """(kind, work) of every run the arena makes: its search (a sweep), each method's other seeds (priced at its first setting: the
-    chosen one is known only after the search), and every row and seed's tests, less those the default run already holds."""
-    search = _sweep_parts(SweepConfig(settings=c.settings, eval_items=c.eval_items), profile)
-    first = {m: next(s for s in c.settings if s["method"] == m) for m in RECOVERY}
-    train = [TrainConfig.from_profile(profile)] + [SweepConfig(settings=c.settings).train_config(profile, first[m]) for m in RECOVERY]
-    seeds = [("train", stage_work(Stage("t", "train", Path("."), {}, t), profile)) for t in train] * (len(c.seeds) - 1)
-    kind = dict(eval="eval", twins="eval", prefill="eval", helpfulness="helpfulness", safety="safety")
-    test = {k: (kind[k], stage_work(Stage(k, kind[k], Path("."), {}, cfg), profile)) for k, cfg in test_configs(c, profile, "default").items()}
-    four = [test[k] for k in ("eval", "twins", "prefill", "helpfulness")]
-    tests = four * ((len(RECOVERY) + 1) * len(c.seeds) - 1) + [test["twins"], test["prefill"]] * 2   # C2-Syn DPO's first seed has eval and helpfulness
-    tests += [test["safety"]] * (len(RECOVERY) * c.safety_seeds + max(0, c.safety_seeds - 1))
-    return search + seeds + tests
-
-def _request_bound(c: SynthConfig) -> int | None:
-    "With n_requests=None every qualifying request is used: bound it by the data outside C2-Eval's split (when readable offline)."
-    from c2_course_correct.data import load_pairs
-    try: n = len(load_pairs(c.data, c.split))
-    except Exception: return None
-    return max(0, n - c.eval_size - c.eval_val_size) if c.data == c.eval_data else n   # a hub dataset on an offline machine: the estimate says 'unknown'
-
-def plan_device(works: list[dict]) -> str:
-    "The device a plan is priced on: cuda when this machine has one or any of its models exceeds 1B parameters."
-    import torch
-    return "cuda" if torch.cuda.is_available() or any((model_params(w["model"]) or 0) > 1e9 for w in works if w["model"]) else "cpu"
-
-def stage_gpus(s: Stage, dev: str, gpus: int) -> int:
-    "GPUs a stage holds on a machine of `gpus`: all for the kinds that split their work, else one engine's (its tensor-parallel size)."
-    if dev != "cuda": return 1
-    return gpus if s.kind in MULTI_GPU else min(gpus, getattr(s.config, "tensor_parallel_size", 1) or 1)
-
-def estimate_seconds(s: Stage, work: dict, dev: str, gpus: int = 1) -> float | None:
-    "Estimated wall seconds of a stage's work on `dev` with `gpus` GPUs (see above); None when the model size or the work is unknown."
-    if work["model"] is None: return 15.0
-    if "parts" in work:
-        each = [estimate_seconds(Stage(s.name, kind, s.folder, {}), w, dev, gpus) for kind, w in work["parts"]]
-        return None if None in each else sum(each)
-    n = model_params(work["model"])
-    if n is None or work["generated"] is None or work["trained"] is None: return None
-    rate = FLOP_RATES[dev]
-    secs = (2 * n * work["generated"] / rate[s.kind] + 2 * n * work.get("scored", 0) / rate["scoring"]
-            + (10 if work.get("checkpointing") else 8) * n * work["trained"] / rate[s.kind])
-    split = gpus * MULTI_GPU[s.kind] if dev == "cuda" and s.kind in MULTI_GPU and gpus > 1 else 1
-    return LOAD_SECONDS[dev] + secs / split
-
-# %% ../nbs/60_reproduce.ipynb #7df1972e
-def _duration(seconds: float | None) -> str:
-    if seconds is None: return "unknown"
-    return f"{seconds/3600:.1f} h" if seconds >= 5400 else f"{seconds/60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
-
-GPU_MEMORY = 80e9   # bytes of one H100, the card the GPU rates assume
-
-def _memory_note(work: dict, dev: str) -> str:
-    n = model_params(work["model"]) if work["model"] else None
-    if dev != "cuda" or not n or 2 * n < GPU_MEMORY: return ""
-    return f"; its bf16 weights alone take {2 * n / 1e9:.0f} GB: more than one 80 GB GPU (tensor parallel)"
-
-def dry_run_text(stages: list[Stage], profile: dict, gpus: int = 1) -> str:
-    "The plan as text: each stage, its status, parameters and estimated cost (wall time with `gpus` GPUs), then the total still to run."
-    if not isinstance(gpus, int) or gpus < 1: raise ConfigError(f"gpus must be a whole number >= 1, got {gpus!r}")
-    lines, todo, gpu_hours, unknown = [], 0.0, 0.0, False
-    works = [stage_work(s, profile) for s in stages]
-    dev = plan_device(works)
-    for i, (s, work) in enumerate(zip(stages, works), 1):
-        status = "always rerun" if s.kind == "figures" else stage_status(s)
-        secs = estimate_seconds(s, work, dev, gpus)
-        held = stage_gpus(s, dev, gpus)
-        on = f"{dev}, {held} GPU{'s' * (held > 1)}" if dev == "cuda" and gpus > 1 else dev
-        if status != "complete":
-            todo += secs or 0; unknown |= secs is None
-            gpu_hours += (secs or 0) * held / 3600
-        lines += [f"[{i}/{len(stages)}] {s.name}: nbs/{s.notebook.name} -> {portable(s.folder)} ({status})",
-                  f"    parameters: {json.dumps(s.parameters)}",
-                  f"    work: {work['what']}" + (f", model {work['model']}" if work["model"] else ""),
-                  f"    estimate: {_duration(secs)}" + (f" on {on}" if secs is not None else " (model size or work unknown)")
-                  + (" (done: skipped)" if status == "complete" else "") + _memory_note(work, dev)]
-    lines.append(f"to run: about {_duration(todo)}" + (f" of wall time on {gpus} GPU{'s' * (gpus > 1)} ({gpu_hours:.1f} GPU-hours)" if dev == "cuda" else "")
-                 + (", plus stages of unknown cost" if unknown else "") + " (estimates; see nbs/60_reproduce.ipynb for the rates)")
-    return "\n".join(lines)
 
 # %% ../nbs/60_reproduce.ipynb #6e3c041a
 class StageFailed(C2Error):
@@ -393,17 +67,20 @@ def run_stage(s: Stage, progress: bool = True) -> float:
     from papermill.exceptions import PapermillExecutionError
     secrets = secret_values()
     leaked = [k for k, v in s.parameters.items() if any(x in json.dumps(v) for x in secrets)]
-    if leaked: raise ConfigError(f"stage {s.name}: parameter(s) {leaked} hold a secret from the environment; secrets are never parameters")
+    if leaked: raise ConfigError(
+        f"stage {s.name}: parameter(s) {leaked} hold a secret from the environment; secrets are never parameters")
     s.folder.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     try:
         with stage_tmpdir(s.folder):
             pm.execute_notebook(str(s.notebook), str(s.executed), parameters=s.parameters, cwd=str(repo_root()),
                                 kernel_name=_kernel_name(), progress_bar=progress, log_output=False,
-                                extra_arguments=["--IPKernelApp.log_level=ERROR"])   # not the kernel's loopback-transport warning
+                                # not the kernel's loopback-transport warning
+                                extra_arguments=["--IPKernelApp.log_level=ERROR"])
     except PapermillExecutionError as e:
         raise StageFailed(f"stage {s.name} failed in nbs/{s.notebook.name}, cell {e.exec_count or e.cell_index}: "
-                          f"{e.ename}: {e.evalue}; the executed notebook with the traceback is {portable(s.executed)}") from None
+                          f"{e.ename}: {e.evalue}; the executed notebook with the traceback is "
+                          f"{portable(s.executed)}") from None
     finally:
         if s.executed.exists() and scrub_secrets(s.executed, secrets):
             print(f"WARNING: stage {s.name} printed a secret from the environment; it was replaced by *** in "
@@ -422,12 +99,14 @@ class _RunLock:
     def __enter__(self):
         self.f = open(self.path, "a+")
         try: fcntl.flock(self.f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError: raise ConfigError(f"another c2cc reproduce is running in {self.path.parent}; wait for it or use another --out") from None
+        except BlockingIOError: raise ConfigError(
+            f"another c2cc reproduce is running in {self.path.parent}; wait for it or use another --out") from None
         return self
     def __exit__(self, *exc): self.f.close()
 
 def earlier_attempts(prev: dict, folder: Path) -> list[float]:
-    "Seconds of a stage's earlier attempts: those recorded, plus an unfinished one (until it failed, or until the last file it wrote when killed)."
+    """Seconds of a stage's earlier attempts: those recorded, plus an unfinished one (until it failed, or until the last
+    file it wrote when killed)."""
     done = list(prev.get("attempts") or [])
     if prev.get("status") in ("running", "failed") and prev.get("started"):
         start = datetime.fromisoformat(prev["started"]).timestamp()
@@ -439,12 +118,14 @@ def earlier_attempts(prev: dict, folder: Path) -> list[float]:
 def write_profile(profile: dict, path: Path, sets: list[str]) -> None:
     "Save the resolved profile that the stage notebooks read, with where it came from."
     import yaml
-    head = f"# resolved from {portable(Path(profile['_path']))}" + (f" with --set {' '.join(sets)}" if sets else "") + "\n"
+    head = (f"# resolved from {portable(Path(profile['_path']))}" + (
+        f" with --set {' '.join(sets)}" if sets else "") + "\n")
     path.write_text(head + yaml.safe_dump({k: v for k, v in profile.items() if k != "_path"}, sort_keys=False))
 
 def reproduce(profile: str | Path, out: str | Path | None = None, sets: list[str] = (), stages: list[str] | None = None,
               dry_run: bool = False, progress: bool = True, log=print, gpus: int = 1, dtype: str | None = None) -> dict:
-    """Run (or with `dry_run`, describe and price for `gpus` GPUs) a profile's stages into `out` (default outputs/<profile name>),
+    """Run (or with `dry_run`, describe and price for `gpus` GPUs) a profile's stages into `out` (default
+    outputs/<profile name>),
     every model in `dtype` if given (see `dtype_sets`); returns the run record."""
     sets = list(sets) + dtype_sets(load_profile(profile), dtype)
     prof = resolve_profile(profile, sets)
@@ -453,7 +134,8 @@ def reproduce(profile: str | Path, out: str | Path | None = None, sets: list[str
     check_no_conflicts(plan)
     if dry_run:
         log(dry_run_text(plan, prof, gpus))
-        return dict(profile=str(profile), out=portable(out), stages=[dict(name=s.name, status=stage_status(s)) for s in plan])
+        return dict(profile=str(profile), out=portable(out), stages=[dict(name=s.name,
+                                                                          status=stage_status(s)) for s in plan])
     out.mkdir(parents=True, exist_ok=True)
     with _RunLock(out):
         write_profile(prof, out/"profile.yaml", sets)
@@ -475,22 +157,26 @@ def reproduce(profile: str | Path, out: str | Path | None = None, sets: list[str
             record["stages"].sort(key=lambda e: order.index(e["name"]))
             if s.kind != "figures" and stage_status(s) == "complete":
                 prev = old.get(s.name, {})
-                entry.update({k: prev.get(k) for k in ("seconds", "attempts", "started", "finished")}, status=prev.get("status", "complete"))
+                entry.update({k: prev.get(k) for k in ("seconds", "attempts", "started", "finished")},
+                             status=prev.get("status", "complete"))
                 this["skipped"].append(s.name)
                 log(f"[{i}/{len(plan)}] {s.name}: complete for this config, skipped")
                 continue
             resumed = stage_status(s) == "partial"
             earlier = earlier_attempts(old.get(s.name, {}), s.folder) if resumed else []
-            log(f"[{i}/{len(plan)}] {s.name}: {'resuming' if resumed else 'running'} nbs/{s.notebook.name} -> {portable(s.executed)}")
+            log(
+                f"[{i}/{len(plan)}] {s.name}: {'resuming' if resumed else 'running'} nbs/{s.notebook.name} -> "
+                f"{portable(s.executed)}")
             entry.update(status="running", started=_now(), attempts=earlier); write_json(rec_file, record)
             try: seconds = run_stage(s, progress)
             except StageFailed:
                 entry.update(status="failed", finished=_now()); write_json(rec_file, record); raise
-            entry.update(status="resumed" if resumed else "ran", seconds=round(sum(earlier) + seconds, 1), finished=_now(),
+            entry.update(status="resumed" if resumed else "ran", seconds=round(sum(earlier) + seconds, 1),
+                         finished=_now(),
                          attempts=earlier + [round(seconds, 1)])
             this["ran"].append(s.name)
             write_json(rec_file, record)
-            log(f"[{i}/{len(plan)}] {s.name}: done in {_duration(seconds)}")
+            log(f"[{i}/{len(plan)}] {s.name}: done in {duration_text(seconds)}")
         this["finished"] = _now()
         write_json(rec_file, record)
     return record

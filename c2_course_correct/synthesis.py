@@ -13,7 +13,8 @@ from typing import Sequence
 import numpy as np
 
 from .core import (C2_SYN, OPENERS, SPLIT_PUNCTUATION, TRIGGERS, ConfigError, DataError, StageConfig,
-                                    append_jsonl, check_shard, derive_seed, environment_info, numbered_jsonl, write_json)
+                                    append_jsonl, check_shard, derive_seed, environment_info, numbered_jsonl,
+                                    write_json)
 from .data import HarmfulPair, load_pairs, request_key, split_pairs
 from .generate import Backend, GenerationRequest, SamplingConfig, make_backend
 from .judge import Judge, judge_description, make_judge
@@ -61,7 +62,8 @@ class SynthConfig(StageConfig):
     dtype: str | None = None
     seed: int = 0
     batch_size: int = 256                     # sequences per batch; does not change results
-    tensor_parallel_size: int = 1             # vllm backend: GPUs one engine spans (a model too large for one GPU); does not change results
+    # vllm backend: GPUs one engine spans (a model too large for one GPU); does not change results
+    tensor_parallel_size: int = 1
 
     STAGE, SECTION, NOT_IDENTITY = "C2-Syn", "synth", ("batch_size", "tensor_parallel_size")
 
@@ -72,7 +74,8 @@ class SynthConfig(StageConfig):
             raise ConfigError(f"n_requests must be a positive whole number or null (all), got {self.n_requests!r}")
         for name in ("request_keywords", "sr_prefill"):
             v = getattr(self, name)
-            if v is not None and (not isinstance(v, list) or not v or not all(isinstance(s, str) and s.strip() for s in v)):
+            if v is not None and (not isinstance(v, list) or not v
+                                  or not all(isinstance(s, str) and s.strip() for s in v)):
                 raise ConfigError(f"{name} must be null or a non-empty list of non-empty strings, got {v!r}")
         if self.qc not in QC_MODES: raise ConfigError(f"qc must be one of {QC_MODES}, got {self.qc!r}")
         self.sampling  # validates temperature and top_p
@@ -85,28 +88,34 @@ class SynthConfig(StageConfig):
     def profile_defaults(cls, profile: dict) -> dict:
         "The held-out split of the profile's `eval` section, so that C2-Syn never uses a C2-Eval request."
         ev = profile.get("eval", {})
-        return {k: ev[src] for k, src in [("eval_data", "data"), ("eval_split", "split"), ("eval_size", "eval_size"), ("eval_val_size", "val_size"),
+        return {k: ev[src] for k, src in [("eval_data", "data"), ("eval_split", "split"), ("eval_size", "eval_size"),
+                                          ("eval_val_size", "val_size"),
                                           ("eval_seed", "seed")] if src in ev}
 
 # %% ../nbs/20_synthesis.ipynb #9fb9acba
 def select_requests(cfg: SynthConfig) -> tuple[list[HarmfulPair], Counter]:
     "The requests C2-Syn uses, in source order, and the number left out for each reason."
-    test, val, _ = split_pairs(load_pairs(cfg.eval_data, cfg.eval_split), cfg.eval_size, cfg.eval_seed, cfg.eval_val_size)
-    held = {request_key(p.request): "in_c2_eval_test" for p in test} | {request_key(p.request): "in_c2_eval_validation" for p in val}
+    test, val, _ = split_pairs(load_pairs(cfg.eval_data, cfg.eval_split), cfg.eval_size, cfg.eval_seed,
+                               cfg.eval_val_size)
+    held = {request_key(p.request): "in_c2_eval_test" for p in test} | {request_key(p.request): "in_c2_eval_validation"
+                                                                        for p in val}
     kept, left_out, seen = [], Counter(), set()
     for p in load_pairs(cfg.data, cfg.split):
         key = request_key(p.request)
         if key in held: reason = held[key]
         elif key in seen: reason = "duplicate_request"
-        elif cfg.request_keywords and not any(w in p.request for w in cfg.request_keywords): reason = "no_request_keyword"
+        elif cfg.request_keywords and not any(w in p.request
+                                              for w in cfg.request_keywords): reason = "no_request_keyword"
         elif len(p.response.split()) <= cfg.min_response_words: reason = "response_too_short"
         else: reason = None
         if reason: left_out[reason] += 1; continue
         seen.add(key); kept.append(p)
         if cfg.n_requests and len(kept) == cfg.n_requests: break
     if not kept:
-        raise DataError(cfg.data, None, f"no request qualifies for C2-Syn (left out: {dict(left_out)}); it needs harmful "
-                        f"responses of more than {cfg.min_response_words} words outside C2-Eval's test and validation splits")
+        raise DataError(cfg.data, None,
+                        f"no request qualifies for C2-Syn (left out: {dict(left_out)}); it needs harmful "
+                        f"responses of more than {cfg.min_response_words} words outside C2-Eval's test and validation "
+                        f"splits")
     return kept, left_out
 
 # %% ../nbs/20_synthesis.ipynb #99112d09
@@ -118,7 +127,8 @@ def cut_marks(text: str) -> list[int]:
     return [m.end() for m in _CUT_POINT.finditer(text)]
 
 def truncation_points(text: str, seed: int, n: int = N_CUTS) -> list[int] | None:
-    "End offsets of `n` cuts of `text`, earliest first, at every t_k-th cut point; None when it has fewer than `n` points."
+    """End offsets of `n` cuts of `text`, earliest first, at every t_k-th cut point; None when it has fewer than `n`
+    points."""
     marks = cut_marks(text)
     if len(marks) < n: return None
     step = random.Random(seed).randint(max(1, len(marks) // n - 1), len(marks) // n)
@@ -137,11 +147,13 @@ def draw_trigger(seed: int, request_id: str, rank: int, attempt: int) -> str:
     return TRIGGERS[derive_seed(seed, "trigger", request_id, rank, attempt) % len(TRIGGERS)]
 
 def generation_unit(plan: dict, rank: int, attempt: int, cfg: SynthConfig, tokenizer) -> dict:
-    "What to generate for response `rank` (0 = SR, 1..4 = SYN_i) of a planned request at `attempt`: prompt, prefill, seed."
+    """What to generate for response `rank` (0 = SR, 1..4 = SYN_i) of a planned request at `attempt`: prompt, prefill,
+    seed."""
     rid = plan["request_id"]
     u = dict(request_id=rid, rank=rank, attempt=attempt, seed=derive_seed(cfg.seed, "generate", rid, rank, attempt))
     if rank == 0:
-        pre = cfg.sr_prefill[derive_seed(cfg.seed, "sr-prefill", rid, attempt) % len(cfg.sr_prefill)] if cfg.sr_prefill else ""
+        pre = cfg.sr_prefill[derive_seed(cfg.seed, "sr-prefill", rid,
+                                         attempt) % len(cfg.sr_prefill)] if cfg.sr_prefill else ""
         u.update(prefix="", trigger=pre, cut_words=0,
                  prompt=prefill_prompt(tokenizer, plan["request"], pre, cfg.system) if pre
                  else chat_prompt(tokenizer, plan["request"], cfg.system))
@@ -157,13 +169,16 @@ def response_record(unit: dict, continuation: str) -> dict:
     "A generated response: its rank, name, full text, harmful prefix, trigger, generated tail and cut position."
     if unit["rank"] == 0: text = (unit["trigger"] + continuation) if unit["trigger"] else continuation.strip()
     else: text = unit["prefix"] + " " + unit["trigger"] + continuation
-    return dict(rank=unit["rank"], name=RANK_NAMES[unit["rank"]], text=text, prefix=unit["prefix"], trigger=unit["trigger"],
+    return dict(rank=unit["rank"], name=RANK_NAMES[unit["rank"]], text=text, prefix=unit["prefix"],
+                trigger=unit["trigger"],
                 tail=continuation, cut_words=unit["cut_words"], attempts=unit["attempt"] + 1, seed=unit["seed"])
 
-def quality_verdicts(records: Sequence[dict], requests: Sequence[str], judge: Judge, min_tail_words: int) -> list[tuple[bool, str]]:
+def quality_verdicts(records: Sequence[dict], requests: Sequence[str], judge: Judge,
+                     min_tail_words: int) -> list[tuple[bool, str]]:
     "(passed, reason) for each response record: SRs must be refusals, SYN answers must turn back after their prefix."
     rows = [dict(request=q, prefill="", continuation=r["text"]) if r["rank"] == 0 else
-            dict(request=q, prefill=r["prefix"], continuation=r["trigger"] + r["tail"]) for r, q in zip(records, requests)]
+            dict(request=q, prefill=r["prefix"], continuation=r["trigger"] + r["tail"])
+            for r, q in zip(records, requests)]
     out = []
     for r, v in zip(records, judge.judge(rows)):
         if r["rank"] > 0 and len(r["tail"].split()) < min_tail_words: out.append((False, "tail_too_short"))
@@ -177,7 +192,8 @@ def _tokens(tokenizer, texts: list[str]) -> int:
     "Number of tokens in `texts` (generated text, for throughput)."
     return sum(len(x) for x in tokenizer(texts, add_special_tokens=False).input_ids) if texts else 0
 
-def synthesize(plans: Sequence[dict], backend: Backend, judge: Judge | None, cfg: SynthConfig) -> tuple[list[dict], dict]:
+def synthesize(plans: Sequence[dict], backend: Backend, judge: Judge | None, cfg: SynthConfig) -> tuple[list[dict],
+                                                                                                        dict]:
     "Rows (kept or dropped) for planned requests, in order, and counts of what was generated."
     plans = list(plans)
     accepted: dict[str, dict[int, dict]] = {p["request_id"]: {} for p in plans}
@@ -187,7 +203,8 @@ def synthesize(plans: Sequence[dict], backend: Backend, judge: Judge | None, cfg
     for attempt in range(cfg.qc_retries + 1 if cfg.qc == "filter" else 1):
         if not pending: break
         units = [generation_unit(p, rank, attempt, cfg, backend.tokenizer) for p, rank in pending]
-        outs = backend.generate([GenerationRequest(u["prompt"], (u["seed"],)) for u in units], cfg.sampling, progress=False)
+        outs = backend.generate([GenerationRequest(u["prompt"], (u["seed"],)) for u in units], cfg.sampling,
+                                progress=False)
         records = [response_record(u, o[0]) for u, o in zip(units, outs)]
         sequences += len(records); tokens += _tokens(backend.tokenizer, [r["tail"] for r in records])
         verdicts = (quality_verdicts(records, [p["request"] for p, _ in pending], judge, cfg.min_tail_words)
@@ -195,14 +212,17 @@ def synthesize(plans: Sequence[dict], backend: Backend, judge: Judge | None, cfg
         still = []
         for (p, rank), rec, (ok, why) in zip(pending, records, verdicts):
             rec.update(qc_passed=ok, qc=why)
-            if ok or cfg.qc != "filter": accepted[p["request_id"]][rank] = rec; failed.pop((p["request_id"], rank), None)
+            if ok or cfg.qc != "filter": accepted[p["request_id"]][rank] = rec; failed.pop((p["request_id"], rank),
+                                                                                           None)
             else: failed[(p["request_id"], rank)] = why; still.append((p, rank))
         pending = still
     rows = []
     for p in plans:
-        base = dict(request_id=p["request_id"], request=p["request"], source=p["source"], opener=p["opener"], marks=p["marks"])
+        base = dict(request_id=p["request_id"], request=p["request"], source=p["source"], opener=p["opener"],
+                    marks=p["marks"])
         if not p["cuts"]:
-            rows.append(dict(base, kept=False, drop_reason="too_few_marks", detail=f"{p['marks']} cut points, {N_CUTS} needed"))
+            rows.append(dict(base, kept=False, drop_reason="too_few_marks",
+                             detail=f"{p['marks']} cut points, {N_CUTS} needed"))
             continue
         got = accepted[p["request_id"]]
         if len(got) < 5:
@@ -222,7 +242,8 @@ def preference_pairs(row: dict) -> list[dict]:
     rs = sorted(row["responses"], key=lambda r: r["rank"])
     if [r["rank"] for r in rs] != list(range(6)):
         raise DataError("responses", None, f"request {row['request_id']} does not hold the six ranks 0..5")
-    return [dict(prompt=[{"role": "user", "content": row["request"]}], chosen=[{"role": "assistant", "content": a["text"]}],
+    return [dict(prompt=[{"role": "user", "content": row["request"]}],
+                 chosen=[{"role": "assistant", "content": a["text"]}],
                  rejected=[{"role": "assistant", "content": b["text"]}], request_id=row["request_id"],
                  chosen_rank=a["rank"], rejected_rank=b["rank"], chosen_cut=a["cut_words"], rejected_cut=b["cut_words"])
             for a, b in itertools.combinations(rs, 2)]
@@ -252,9 +273,11 @@ def synth_stats(rows: Sequence[dict], left_out: Counter, timings: Sequence[dict]
         triggers=dict(Counter(x["trigger"] for x in resp if x["rank"] in range(1, 5)).most_common()),
         sr_openings=dict(Counter(x["trigger"] for x in resp if x["rank"] == 0).most_common()),
         openers=dict(Counter(r["opener"] for r in kept).most_common()),
-        attempts={n: dict(sorted(Counter(x["attempts"] for x in resp if x["name"] == n).items())) for n in RANK_NAMES[:5]},
+        attempts={n: dict(sorted(Counter(x["attempts"] for x in resp if x["name"] == n).items()))
+                  for n in RANK_NAMES[:5]},
         qc_pass_rate={n: (round(float(np.mean(v)), 3) if (v := [x["qc_passed"] for x in resp if x["name"] == n
-                                                                  and x["qc_passed"] is not None]) else None) for n in RANK_NAMES[:5]},
+                                                                  and x["qc_passed"] is not None]) else None)
+                      for n in RANK_NAMES[:5]},
         throughput=dict(requests=processed, seconds=round(seconds, 1), requests_per_s=round(rps, 4) if rps else None,
                         sequences_per_s=round(sum(t["sequences"] for t in timings) / seconds, 3) if seconds else None,
                         tokens_per_s=round(sum(t["tokens"] for t in timings) / seconds, 1) if seconds else None,
@@ -263,57 +286,73 @@ def synth_stats(rows: Sequence[dict], left_out: Counter, timings: Sequence[dict]
 
 def _table(head: Sequence[str], rows: Sequence[Sequence]) -> str:
     "A Markdown table."
-    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(map(str, r)) + " |" for r in rows])
+    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+                     + ["| " + " | ".join(map(str, r)) + " |" for r in rows])
 
 def dataset_card(stats: dict, cfg: SynthConfig, judge: dict | str) -> str:
     "The dataset card (Markdown) of a finished run; `judge` is the quality judge's description."
     t = stats["throughput"]
-    if isinstance(judge, dict): judge = "the " + " ".join(str(v) for v in (judge.get("name"), judge.get("model")) if v) + " judge"
+    if isinstance(judge, dict): judge = "the " + " ".join(str(v) for v in (judge.get("name"), judge.get("model"))
+                                                          if v) + " judge"
     d = lambda s: "n/a" if not s.get("n") else f"{s['mean']:.1f} ({s['min']:.0f}-{s['max']:.0f})"
     return "\n\n".join([
         "# C2-Syn preference data",
         "Content warning: harmful requests and partly harmful answers, made for safety research.",
         f"Synthetic preferences for timely course-correction (Xu et al., EMNLP 2024), made by `c2_course_correct`. "
         f"Generator `{cfg.model}` on `{cfg.data}`; quality control `{cfg.qc}` with {judge}. Each kept request has six "
-        f"responses ranked SR > SYN_1 > SYN_2 > SYN_3 > SYN_4 > FHR and gives 15 pairs `{{prompt, chosen, rejected}}` in TRL's "
+        f"responses ranked SR > SYN_1 > SYN_2 > SYN_3 > SYN_4 > FHR and gives 15 pairs `{{prompt, chosen, rejected}}` "
+        f"in TRL's "
         f"conversational format (`pairs.jsonl`, `dataset/`), with `request_id`, `chosen_rank`, `rejected_rank`, "
         f"`chosen_cut`, `rejected_cut` (words of the harmful response before the answer turns back).",
-        "## Counts\n\n" + _table(["requests selected", "kept", "pairs"], [[stats["requests_selected"], stats["requests_kept"], stats["pairs"]]]),
-        "## Requests left out, by reason\n\n" + _table(["reason", "requests"], list(stats["drops"].items()) or [["none", 0]]),
+        "## Counts\n\n" + _table(["requests selected", "kept", "pairs"],
+                                 [[stats["requests_selected"], stats["requests_kept"], stats["pairs"]]]),
+        "## Requests left out, by reason\n\n"
+                        + _table(["reason", "requests"], list(stats["drops"].items()) or [["none", 0]]),
         "## Response length in words (mean, min-max)\n\n" + _table(
             ["response", "whole response", "generated tail", "harmful words before turning back"],
             [[n, d(stats["response_words"][n]), d(stats["tail_words"][n]) if n in stats["tail_words"] else "-",
               d(stats["cut_words"][n]) if n in stats["cut_words"] else "0"] for n in RANK_NAMES]),
         "## Cut positions (share of the harmful response kept)\n\n" + _table(
             ["cut", "mean", "q25", "median", "q75"],
-            [[n, *(f"{s[k]:.2f}" for k in ("mean", "q25", "median", "q75"))] for n, s in stats["cut_fraction"].items() if s.get("n")]),
+            [[n, *(f"{s[k]:.2f}" for k in ("mean", "q25", "median", "q75"))] for n, s in stats["cut_fraction"].items()
+             if s.get("n")]),
         "## Triggers used in kept answers\n\n" + _table(["trigger", "uses"], list(stats["triggers"].items())),
         "## Openers of kept requests\n\n" + _table(["opener", "requests"], list(stats["openers"].items())),
         ("## SR openings\n\n" + _table(["opening", "uses"], list(stats["sr_openings"].items()))) if cfg.sr_prefill else
         "## SR openings\n\nThe generator answered each bare request unaided.",
-        "## Quality control\n\n" + _table(["response", "judged a refusal (SR) or a correction (SYN)", "attempts: responses"],
-                                          [[n, "n/a" if stats["qc_pass_rate"][n] is None else f"{stats['qc_pass_rate'][n]:.0%}",
-                                            ", ".join(f"{a}: {c}" for a, c in v.items())] for n, v in stats["attempts"].items()]) +
+        "## Quality control\n\n"
+                        + _table(["response", "judged a refusal (SR) or a correction (SYN)", "attempts: responses"],
+                                          [[n, "n/a" if stats["qc_pass_rate"][n] is None
+                                            else f"{stats['qc_pass_rate'][n]:.0%}",
+                                            ", ".join(f"{a}: {c}" for a, c in v.items())]
+                                           for n, v in stats["attempts"].items()]) +
         {"filter": "\n\nFailures were regenerated and requests that still failed were dropped (see above).",
          "audit": "\n\nEvery response was judged once and kept whatever the verdict (`qc_passed` in responses.jsonl).",
          "off": "\n\nNo response was judged."}[cfg.qc],
-        "## Throughput\n\n" + _table(["requests", "seconds", "requests/s", "sequences/s", "generated tokens/s", "projected hours for 50K requests", "backend, device"],
-                                     [[t["requests"], t["seconds"], t["requests_per_s"], t["sequences_per_s"], t["tokens_per_s"],
-                                       t["projected_hours_50k"], "; ".join(", ".join(map(str, r)) for r in t["runs"])]]) +
-        f"\n\nThe projection divides 50,000 requests by the measured rate, at this run's settings ({cfg.max_new_tokens} new "
+        "## Throughput\n\n" + _table(["requests", "seconds", "requests/s", "sequences/s", "generated tokens/s",
+                                      "projected hours for 50K requests", "backend, device"],
+                                     [[t["requests"], t["seconds"], t["requests_per_s"], t["sequences_per_s"],
+                                       t["tokens_per_s"],
+                                       t["projected_hours_50k"],
+                                       "; ".join(", ".join(map(str, r)) for r in t["runs"])]]) +
+        f"\n\nThe projection divides 50,000 requests by the measured rate, at this run's settings "
+        f"({cfg.max_new_tokens} new "
         "tokens, this model and hardware); the paper's 128-token tails and a 7B generator on a GPU change both sides.",
         "## Config\n\n```\n" + "\n".join(f"{k}: {v}" for k, v in cfg.identity().items()) + "\n```",
-        "## Loading\n\n```python\nfrom datasets import load_from_disk\npairs = load_from_disk('dataset')  # or read pairs.jsonl\n```"])
+        "## Loading\n\n```python\nfrom datasets import load_from_disk\npairs = load_from_disk('dataset')  # or read "
+        "pairs.jsonl\n```"])
 
 # %% ../nbs/20_synthesis.ipynb #dddb56e6
 def read_work(work: Path, wanted: set[str]) -> tuple[dict[str, dict], list[dict]]:
-    "The processed rows by request id and the timing rows found in `work/`, checking for unknown and duplicate requests."
+    """The processed rows by request id and the timing rows found in `work/`, checking for unknown and duplicate
+    requests."""
     done, timings = {}, []
     for f in sorted(work.glob("requests-*.jsonl")):
         for line, r in numbered_jsonl(f, repair=True):
             rid = r.get("request_id")
             if rid not in wanted: raise DataError(f, line, f"request {rid!r} is not one of this config's requests")
-            if rid in done: raise DataError(f, line, f"request {rid} was processed twice (two runs of different shards at once?)")
+            if rid in done: raise DataError(
+                f, line, f"request {rid} was processed twice (two runs of different shards at once?)")
             done[rid] = r
     for f in sorted(work.glob("timings-*.jsonl")): timings += [r for _, r in numbered_jsonl(f, repair=True)]
     return done, timings
@@ -325,20 +364,23 @@ def finish_c2_syn(out: Path, cfg: SynthConfig, plans: Sequence[dict], done: dict
     rows = [done[p["request_id"]] for p in plans]
     kept = [r for r in rows if r["kept"]]
     pairs = [q for r in kept for q in preference_pairs(r)]
-    for name, data in [("responses.jsonl", kept), ("drops.jsonl", [r for r in rows if not r["kept"]]), ("pairs.jsonl", pairs)]:
+    for name, data in [("responses.jsonl", kept), ("drops.jsonl", [r for r in rows if not r["kept"]]), ("pairs.jsonl",
+                                                                                                        pairs)]:
         tmp = out/(name + ".tmp")
         if tmp.exists(): tmp.unlink()
         append_jsonl(tmp, data); tmp.replace(out/name)
     if pairs: Dataset.from_list(pairs).save_to_disk(str(out/"dataset"))
     stats = synth_stats(rows, left_out, timings, cfg)
-    stats.update(config=cfg.identity(), dtype=dtype_name(cfg.device, cfg.dtype), judge=judge, environment=environment_info())
+    stats.update(config=cfg.identity(), dtype=dtype_name(cfg.device, cfg.dtype), judge=judge,
+                 environment=environment_info())
     write_json(out/"stats.json", stats)
     (out/"README.md").write_text(dataset_card(stats, cfg, judge) + "\n")
     return stats
 
 def run_c2_syn(cfg: SynthConfig, out: str | Path, backend: Backend | None = None, judge: Judge | None = None,
                progress: bool = True, shard: tuple[int, int] = (0, 1)) -> dict | None:
-    "Run (or resume) C2-Syn into `out`; returns the stats once every request is processed, else None (other shards pending)."
+    """Run (or resume) C2-Syn into `out`; returns the stats once every request is processed, else None (other shards
+    pending)."""
     from tqdm.auto import tqdm
     i, n = check_shard(shard)
     resolve_model(cfg.model)   # a bad model name fails before any work
@@ -348,10 +390,12 @@ def run_c2_syn(cfg: SynthConfig, out: str | Path, backend: Backend | None = None
     plans = [plan_request(p, cfg.seed) for p in kept]
     done, timings = read_work(out/"work", {p["request_id"] for p in plans})
     todo = [p for j, p in enumerate(plans) if p["request_id"] not in done and j % n == i]
-    judge = judge or (make_judge(cfg.qc_judge, model=cfg.qc_judge_model, base_url=cfg.qc_judge_base_url) if cfg.qc != "off" else None)
+    judge = judge or (make_judge(cfg.qc_judge, model=cfg.qc_judge_model,
+                                 base_url=cfg.qc_judge_base_url) if cfg.qc != "off" else None)
     judge_name = judge_description(judge) if judge else "off"
     if todo:
-        backend = backend or make_backend(cfg.backend, cfg.model, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size,
+        backend = backend or make_backend(cfg.backend, cfg.model, device=cfg.device, dtype=cfg.dtype,
+                                          batch_size=cfg.batch_size,
                                                 tensor_parallel_size=cfg.tensor_parallel_size)
         per_chunk = max(1, cfg.batch_size // 5)
         device = str(getattr(backend, "device", cfg.device or "cpu"))
@@ -360,12 +404,14 @@ def run_c2_syn(cfg: SynthConfig, out: str | Path, backend: Backend | None = None
             chunk = todo[s:s + per_chunk]
             t0 = time.perf_counter()
             rows, counts = synthesize(chunk, backend, judge, cfg)
-            timing = dict(requests=len(chunk), seconds=round(time.perf_counter() - t0, 3), backend=backend.name, device=device, **counts)
+            timing = dict(requests=len(chunk), seconds=round(time.perf_counter() - t0, 3), backend=backend.name,
+                          device=device, **counts)
             append_jsonl(out/"work"/f"requests-{i}-of-{n}.jsonl", rows)
             append_jsonl(out/"work"/f"timings-{i}-of-{n}.jsonl", [timing])
             for r in rows: done[r["request_id"]] = r
             timings.append(timing); bar.update(len(chunk))
-            bar.set_postfix(kept=sum(r["kept"] for r in done.values()), dropped=sum(not r["kept"] for r in done.values()))
+            bar.set_postfix(kept=sum(r["kept"] for r in done.values()),
+                            dropped=sum(not r["kept"] for r in done.values()))
         bar.close()
     left = sum(p["request_id"] not in done for p in plans)
     if left:

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from c2_course_correct.core import read_json, read_jsonl
-from c2_course_correct.dpo import compare_runs, trained_model_path, write_comparison
+from c2_course_correct.dpo import write_comparison
+from c2_course_correct.stats import compare_runs
+from c2_course_correct.train import trained_model_path
 from c2_course_correct.models import load_model, resolve_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -189,7 +191,8 @@ def test_a_utility_file_with_no_rows(run_c2cc, tmp_path, pairs):
 @pytest.mark.parametrize("ratio, n_pairs, c2syn, utility", [(0.0, 40, 40, 0), (0.25, 40, 30, 10), (0.5, 40, 20, 20), (1.0, 12, 0, 12),
                                                             (0.5, None, "all", "all")])
 def test_training_pairs_mix_utility_pairs_at_the_ratio(pairs, ratio, n_pairs, c2syn, utility):
-    from c2_course_correct.dpo import TrainConfig, read_pairs, training_pairs
+    from c2_course_correct.dpo import read_pairs, training_pairs
+    from c2_course_correct.train import TrainConfig
     from c2_course_correct.helpfulness import HelpConfig
     rows = read_pairs(pairs)
     cfg = TrainConfig.from_profile("default", n_pairs=n_pairs, utility_ratio=ratio, utility_answers="reference")
@@ -207,7 +210,9 @@ def test_training_pairs_mix_utility_pairs_at_the_ratio(pairs, ratio, n_pairs, c2
 def test_self_answered_anchors_keep_only_answers_the_judges_pass(tmp_path, pairs):
     """The base model answers the training benign requests itself; only answers judged neither refusal nor degenerate reach the
     trainer, each chosen over a refusal; a resumed run reads anchors.jsonl instead of answering again."""
-    from c2_course_correct.dpo import (TrainConfig, kept_answer, prompt_fits, read_pairs, training_pairs, utility_answers, utility_requests)
+    from c2_course_correct.dpo import read_pairs, training_pairs
+    from c2_course_correct.train import TrainConfig
+    from c2_course_correct.utility import kept_answer, prompt_fits, utility_answers, utility_requests
     from c2_course_correct.helpfulness import answer_row
     from c2_course_correct.models import load_tokenizer
     cfg = TrainConfig.from_profile("default", utility_answers="self", anchor_tokens=16, n_pairs=16, utility_ratio=0.5)

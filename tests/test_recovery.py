@@ -11,11 +11,12 @@ import pytest
 import torch
 
 from c2_course_correct.core import derive_seed, read_json, read_jsonl
-from c2_course_correct.dpo import TrainConfig, trained_model_path
-from c2_course_correct.helpfulness import answer_row
+from c2_course_correct.backtrack import backtrack_example, train_backtrack
+from c2_course_correct.derta import rto_example
+from c2_course_correct.judge import answer_row
 from c2_course_correct.models import RESET_TOKEN, after_reset, load_model, load_tokenizer
-from c2_course_correct.recovery import (add_reset_token, backtrack_example, draw_k, label_scores, method_check, method_examples, prompt_ids,
-                                        recovery_example, rto_example, safety_records, train_model, train_sft)
+from c2_course_correct.sft import add_token, draw_k, label_scores, method_examples, prompt_ids, recovery_example, safety_records
+from c2_course_correct.train import TrainConfig, get_method, train_model, trained_model_path
 
 REPO = Path(__file__).resolve().parents[1]
 SYNTH = REPO/"outputs"/"default"/"synth"
@@ -65,7 +66,7 @@ def test_rto_targets_the_refusals_first_token_at_every_harmful_position(tok):
 
 def test_backtrack_puts_reset_after_the_prefix_and_trains_from_it(tok):
     btok = load_tokenizer("default")
-    reset = add_reset_token(btok)
+    reset = add_token(btok, RESET_TOKEN)
     assert reset == len(tok) and btok.convert_ids_to_tokens(reset) == RESET_TOKEN
     r = backtrack_example(btok, EX, 7, 256)
     n = len(prompt_ids(btok, EX["request"])) + 7
@@ -89,7 +90,7 @@ def test_qi_et_al_draw_k_zero_half_the_time_else_from_one():
 def test_a_backtrack_record_without_a_prefix_has_no_reset():
     btok = load_tokenizer("default")
     r = backtrack_example(btok, EX, 0, 256)
-    assert r["k"] == 0 and add_reset_token(btok) not in r["input_ids"] and btok.decode(trained(r)[0]) == EX["safe"] + "<|im_end|>"
+    assert r["k"] == 0 and add_token(btok, RESET_TOKEN) not in r["input_ids"] and btok.decode(trained(r)[0]) == EX["safe"] + "<|im_end|>"
 
 
 @pytest.mark.parametrize("method,kinds", [("recovery-sft", {"recovery": 30}), ("derta", {"recovery": 15, "rto": 15}),
@@ -111,7 +112,7 @@ def backtrack_run(tmp_path_factory, run_c2cc):
     return out, r.stdout
 
 
-@pytest.mark.parametrize("method", ["derta"])   # recovery-sft and backtrack: nbs/31_recovery.ipynb and the fixture above
+@pytest.mark.parametrize("method", ["derta"])   # recovery-sft and backtrack: nbs/31_sft.ipynb and the fixture above
 def test_smoke_training_of_each_sft_method(tmp_path, run_c2cc, method):
     r = run_c2cc("train", "--profile", "smoke", "--pairs", SYNTH, "--method", method, "--utility-data", "default",
                  "--utility-ratio", 0.25, "--n-pairs", 8, "--max-steps", 2, "--quiet", "--out", tmp_path)
@@ -192,7 +193,7 @@ def test_backtracking_trains_and_saves_the_reset_output_row(tmp_path):
     the loaded model gave [RESET] P about 1e-8 there (1e-9 before training): it was trained and saved, but too slowly to matter."""
     cfg = TrainConfig.from_profile("default", method="backtrack", pairs=str(SYNTH), n_pairs=64, utility_ratio=0.25, utility_answers="reference",
                                    learning_rate=1e-3, reset_learning_rate=1e-2, save_steps=100)
-    train_sft(cfg, tmp_path, progress=False)
+    train_backtrack(cfg, tmp_path, progress=False)
     model, ttok = load_model(str(trained_model_path(tmp_path)))
     reset = ttok.convert_tokens_to_ids(RESET_TOKEN)
     recs = [r for r in safety_records(cfg, ttok, 24)[0] if reset in r["input_ids"]][:16]
@@ -210,7 +211,7 @@ def test_a_recovery_method_that_learned_passes_its_check(tmp_path, method, measu
     assert c["what"].startswith(measure) and c["records"] > 0 and c["passed"], c
     if method == "derta": assert c["trained"] - c["base"] >= 0.6931 and c["top1_trained"] >= c["top1_base"] and "mle" in c
     else: assert c["trained"] <= 0.9 * c["base"]
-    assert read_json(tmp_path/"stats.json")["check"] == c and method_check(cfg, tmp_path) == c   # written once, and reproducible
+    assert read_json(tmp_path/"stats.json")["check"] == c and get_method(cfg.method).check(cfg, tmp_path) == c   # written once, and reproducible
 
 
 def test_an_untrained_recovery_model_fails_its_check(tmp_path):

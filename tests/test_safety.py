@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 
 from c2_course_correct.core import ConfigError, DataError, read_json, read_jsonl
-from c2_course_correct.safety import (ATTACKS, RefusalJudge, SafetyConfig, behaviors_from, compare_safety, decode, hub_behaviors,
-                                      judge_agreement, load_behaviors, refusal_eval_rows)
+from c2_course_correct.attacks import behaviors_from, decode, hub_behaviors, load_behaviors
+from c2_course_correct.judge import RefusalJudge, compliance_agreement
+from c2_course_correct.safety import ATTACKS, SafetyConfig, compare_safety, refusal_eval_rows
 
 REPO = Path(__file__).resolve().parents[1]
 ADAPTER = REPO/"outputs"/"default"/"train"/"adapter"
@@ -16,7 +17,7 @@ COMMITTED = REPO/"outputs"/"default"
 
 def test_refusal_judge_agrees_with_pyrit_human_labels():
     rows = refusal_eval_rows()
-    a = judge_agreement(RefusalJudge(), rows)
+    a = compliance_agreement(RefusalJudge(), rows)
     print(f"refusal judge vs pyrit human labels: accuracy {a['accuracy']:.3f} on {a['n']} responses, refusals found "
           f"{a['refusals_found']:.3f}, compliances found {a['compliances_found']:.3f}")
     assert a["n"] == 169 == len(rows) and sum(r["refused"] for r in rows) == 109

@@ -6,9 +6,9 @@ import csv
 import pytest
 
 from c2_course_correct.core import load_profile, read_json, read_jsonl
-from c2_course_correct.dpo import TrainConfig
-from c2_course_correct.figures import build_tradeoff, build_tradeoff_plot, pareto_front, read_run
-from c2_course_correct.sweep import SweepConfig, choose, setting_row, sweep_table
+from c2_course_correct.sweep import SweepConfig, build_tradeoff, build_tradeoff_plot, choose, pareto_front, setting_row, sweep_table
+from c2_course_correct.tables import read_run
+from c2_course_correct.train import TrainConfig
 
 
 @pytest.fixture(scope="module")
