@@ -155,7 +155,7 @@ def test_the_user_reads_the_text_after_the_last_reset():
 
 
 @pytest.mark.parametrize("args,msg", [
-    (["--method", "qlora"], "method must be one of ('c2syn-dpo', 'recovery-sft', 'derta', 'backtrack'), got 'qlora'"),
+    (["--method", "qlora"], "method must be one of ['c2syn-dpo', 'recovery-sft', 'derta', 'backtrack'], got 'qlora'"),
     (["--method", "lora"], "method: lora is now `finetune: lora` (`--finetune lora`)"),
     (["--method", "derta", "--utility-ratio", 0], "method derta trains on utility data beside its recovery examples"),
     (["--finetune", "qlora"], "invalid choice: 'qlora'"),
