@@ -58,8 +58,9 @@ arena: $(VENV)/.installed
 test: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests -v -p no:cacheprovider --durations=20 -n 2 --dist worksteal
 
+# in make reproduce's dtype (DTYPE: auto unless given; DTYPE= is fp32, the reference loop's); the script prints which
 bench: $(VENV)/.installed
-	$(BIN)/python bench/c2eval_throughput.py --quick
+	$(BIN)/python bench/c2eval_throughput.py --quick $(if $(DTYPE),--dtype $(DTYPE),--dtype float32)
 
 export: $(VENV)/.installed
 	$(BIN)/nbdev_export

@@ -17,7 +17,7 @@ and its memory bandwidth (a copy of 256 MB). Decoding one token costs 2N FLOP (N
 layer included) and a decoding step of B sequences reads the N weights once, so no backend can beat
 min(matmul rate / 2N, B x bandwidth / weight bytes) tokens/s; each backend's tokens/s is printed as a share of it.
 Prints the throughputs, the limit and, as the last line, `ratio hf/reference=<x> vllm/reference=<y>`.
-    python bench/c2eval_throughput.py --quick     # about three minutes on 2 CPU cores
+    python bench/c2eval_throughput.py --quick     # about three minutes on 2 CPU cores; --dtype float32 for the reference's
     python bench/c2eval_throughput.py             # the default profile's 50 items x 8 k x 2 samples
 """
 import argparse, time
@@ -77,7 +77,8 @@ def main():
     ap.add_argument("--n-items", type=int)
     ap.add_argument("--samples", type=int)
     ap.add_argument("--batch-size", type=int, help="hf backend batch size (default: the profile's)")
-    ap.add_argument("--dtype", default="float32", help="the hf and vllm backends' dtype: float32 (the reference's), bfloat16 or auto")
+    ap.add_argument("--dtype", default="auto", help="the hf and vllm backends' dtype: auto (the default, as `make reproduce` "
+                    "runs: bf16 where this CPU multiplies it fast enough), float32 (the reference's) or bfloat16")
     ap.add_argument("--vllm-compiled", action="store_true",
                     help="vLLM with torch.compile (enforce_eager=False) instead of the backend's CPU default, eager")
     args = ap.parse_args()
@@ -90,10 +91,9 @@ def main():
     print(f"model {cfg.model}, {cfg.n_items} items x {len(cfg.k)} k x {cfg.samples} samples = {len(paths)} continuations, "
           f"max_new_tokens {s.max_new_tokens}, temperature {s.temperature}, top_p {s.top_p}, torch threads {torch.get_num_threads()}")
 
-    weights_dtype = "bfloat16" if args.dtype in ("bfloat16", "bf16") else "float32"
-    if args.dtype == "auto":
-        from c2_course_correct.models import pick_device_dtype
-        weights_dtype = str(pick_device_dtype("cpu", "auto")[1]).removeprefix("torch.")
+    from c2_course_correct.models import dtype_name
+    weights_dtype = dtype_name("cpu", args.dtype)
+    print(f"dtype {args.dtype}: the hf and vllm backends compute in {weights_dtype} (the reference loop in float32)")
     flops, bandwidth = matmul_rate(weights_dtype, rows=min(cfg.batch_size, 64), seconds=1.0), memory_bandwidth()
     print(f"machine: {weights_dtype} matrix products {flops / 1e9:.1f} GFLOP/s at {min(cfg.batch_size, 64)} rows, "
           f"memory bandwidth {bandwidth / 1e9:.1f} GB/s", flush=True)
@@ -122,14 +122,14 @@ def main():
     for p in paths: groups.setdefault((p["item_id"], p["k"]), []).append(p)
     reqs = [GenerationRequest(prefill_prompt(hf.tokenizer, g[0]["request"], g[0]["prefill"]), tuple(p["seed"] for p in g))
             for g in groups.values()]
-    hf_rate, hf_tok = timed_generate(hf, reqs, s, f"hf backend ({args.dtype}, batch {cfg.batch_size}, shared prefixes)")
+    hf_rate, hf_tok = timed_generate(hf, reqs, s, f"hf backend ({hf.dtype}, batch {cfg.batch_size}, shared prefixes)")
     del hf
 
     t = time.perf_counter()
     vl = VLLMBackend(cfg.model, dtype=args.dtype, batch_size=cfg.batch_size, enforce_eager=False if args.vllm_compiled else None)
     mode = "compiled" if args.vllm_compiled else "eager on CPU"
     print(f"vllm engine start, {mode} (not counted): {time.perf_counter() - t:.1f} s", flush=True)
-    vl_rate, vl_tok = timed_generate(vl, reqs, s, f"vllm backend ({args.dtype}, {mode}, prefix caching, one request per seed)")
+    vl_rate, vl_tok = timed_generate(vl, reqs, s, f"vllm backend ({vl.dtype}, {mode}, prefix caching, one request per seed)")
     ref = ref_seq / ref_s
     print(f"tokens/s against the limit of {limit:.0f}: reference {ref_tok / ref_s:.1f} ({ref_tok / ref_s / limit:.0%}, fp32), "
           f"hf {hf_tok:.1f} ({hf_tok / limit:.0%}), vllm {vl_tok:.1f} ({vl_tok / limit:.0%})")

@@ -44,9 +44,9 @@ class ArenaConfig(StageConfig):
     twins_items: int = 60
     # their prefill depths in words (their answers are short)
     twins_k: list[int] = field(default_factory=lambda: [10, 20, 30])
-    # seeds (the first N) of each method that meet the safety stage's attacks;
-    safety_seeds: int = 1
-                                                         # 0: only the default run's own (safety-base, safety-trained)
+    # the seeds (of `seeds`) whose models meet the safety stage's attacks; the base model and C2-Syn DPO's first
+    # seed always have (the default run's safety-base, safety-trained); None: the first seed
+    safety_seeds: list[int] | None = None
 
     # more seeds extend a finished arena in place: every seed trains and is tested in folders that claim their own
     # configs
@@ -71,9 +71,11 @@ class ArenaConfig(StageConfig):
                 or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in self.seeds)):
             raise ConfigError(f"seeds must be a non-empty list of distinct whole numbers >= 0, got {self.seeds!r}")
         self.require_whole(("twins_items",))
-        self.require_whole(("safety_seeds",), minimum=0)
-        if self.safety_seeds > len(self.seeds): raise ConfigError(f"safety_seeds {self.safety_seeds} is more than the "
-                                                                  f"{len(self.seeds)} seeds")
+        if self.safety_seeds is None: self.safety_seeds = self.seeds[:1]
+        s = self.safety_seeds
+        if (not isinstance(s, list) or len(set(s)) != len(s)
+                or any(not isinstance(x, int) or isinstance(x, bool) or x not in self.seeds for x in s)):
+            raise ConfigError(f"safety_seeds must be a list of distinct seeds out of seeds {self.seeds}, got {s!r}")
 
 # %% ../nbs/37_arena.ipynb #b80ca41a
 def chosen_settings(search: dict, settings: list[dict]) -> dict[str, str]:
@@ -155,9 +157,9 @@ def run_arena(cfg: ArenaConfig, profile: str | Path | dict, run: str | Path, pro
     models = arena_models(cfg, run, prof, chosen)
     write_json(run/"arena"/"summary.json", dict(models=models, chosen=chosen, seeds=cfg.seeds, config=cfg.identity()))
     for row, by_seed in models.items():
-        for i, (seed, model) in enumerate(by_seed.items()):
+        for seed, model in by_seed.items():
             folders, configs = test_folders(run, row, seed, first), test_configs(cfg, prof, model)
-            wanted = [k for k in TESTS if not (k == "safety" and i >= cfg.safety_seeds)]
+            wanted = [k for k in TESTS if not (k == "safety" and seed not in cfg.safety_seeds)]
             todo = [k for k in wanted if not (folders[k]/"summary.json").exists()]
             # finished: read back as it is, if it is of this config
             for k in set(wanted) - set(todo): configs[k].claim(folders[k])
@@ -240,6 +242,11 @@ def seed_record(run: Path, row: str, seed: int, first: int, chosen: dict[str, st
                 nll_change_ci95=h["nll"]["relative_change_ci95"],
                 steps=st["steps"], train_seconds=st["train_seconds"], check=st.get("check"))
 
+def _attack_mean(per: list[dict]) -> dict | None:
+    "Each attack's ASR, the mean over the seeds that met the attacks (None when none did)."
+    met = [p["attack_asr"] for p in per if p["attack_asr"]]
+    return {a: float(np.mean([m[a] for m in met])) for a in met[0]} if met else None
+
 def method_record(run: Path, row: str, seeds: list[int], chosen: dict[str, str]) -> dict:
     """A row's seeds aggregated (seed mean, spread, interval over items; see above), whether it meets the bar, and its
     seeds' records."""
@@ -250,7 +257,8 @@ def method_record(run: Path, row: str, seeds: list[int], chosen: dict[str, str])
         ) else "train section")
     rec = dict(method=row, setting=setting, seeds=[p["seed"] for p in per],
                prefill_asr={k: float(np.mean([p["prefill_asr"][k] for p in per])) for k in per[0]["prefill_asr"]},
-               attack_asr=per[0]["attack_asr"], seed_records=per)
+               attack_asr=_attack_mean(per), attack_seeds=[p["seed"] for p in per if p["attack_asr"]],
+               seed_records=per)
     if row == "base":
         return dict(rec, corr_mean=dict(mean=per[0]["corr_mean"], sd=0.0, ci95=per[0]["corr_mean_ci95"]),
                     twins_corr_mean=dict(mean=per[0]["twins_corr_mean"], sd=0.0, ci95=per[0]["twins_corr_mean_ci95"]),
@@ -304,9 +312,10 @@ def _markdown_csv(head: list[str], body: list[list[str]]) -> tuple[str, str]:
 
 def arena_table(rows: list[dict]) -> tuple[str, str]:
     "The arena as Markdown and CSV: one line per method (seed means, spread, item intervals) plus the base model."
-    ks = list(rows[0]["prefill_asr"]); attacks = list(rows[0]["attack_asr"] or {})
+    ks = list(rows[0]["prefill_asr"]); attacks = list(next((r["attack_asr"] for r in rows if r["attack_asr"]), {}))
     head = (["method", "setting", "seeds", "Corr_mean", "change vs base (paired)", "twins: change vs base"]
-            + [f"prefill ASR @{k} tok" for k in ks] + [f"ASR {a} (first seed)" for a in attacks]
+            + [f"prefill ASR @{k} tok" for k in ks] + (["attacked seeds"] if attacks else [])
+            + [f"ASR {a}" for a in attacks]
             + ["benign refused", "degenerate", "NLL change", "meets the bar", "checks passed", "steps", "train s"])
     body = []
     for r in rows:
@@ -315,8 +324,9 @@ def arena_table(rows: list[dict]) -> tuple[str, str]:
         body.append([r["method"], r["setting"], str(len(r["seeds"])), _agg(r["corr_mean"]),
                      "–" if base else _agg(r["corr_change"], "{:+.3f}"),
                      "–" if base else _agg(r["twins_change"], "{:+.3f}")]
-                    + [f"{r['prefill_asr'][k]:.3f}" for k in ks] + ["–" if r[
-                        "attack_asr"] is None else f"{r['attack_asr'][a]:.2f}" for a in attacks]
+                    + [f"{r['prefill_asr'][k]:.3f}" for k in ks]
+                    + ([", ".join(map(str, r["attack_seeds"])) or "–"] if attacks else [])
+                    + ["–" if r["attack_asr"] is None else f"{r['attack_asr'][a]:.2f}" for a in attacks]
                     + [_agg(r["benign_refusal"]), _agg(r["degenerate"]), "–" if base else _agg(r["nll_change"],
                                                                                                "{:+.1%}"),
                        "–" if base else ("yes" if r["meets_bar"] else "no: " + ", ".join(failed)),

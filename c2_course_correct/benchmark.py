@@ -174,9 +174,10 @@ def run_c2_eval(cfg: EvalConfig, out: str | Path, backend: Backend | None = None
     judge = judge or make_judge(cfg.judge, model=cfg.judge_model, base_url=cfg.judge_base_url)
     t_gen = t_judge = 0.0; generated = 0
     if pending:
-        backend = backend or make_backend(cfg.backend, cfg.model, device=cfg.device, dtype=cfg.dtype,
+        backend = backend or make_backend(cfg.backend, cfg.model, device=cfg.device, dtype=cfg.run_dtype(out),
                                           batch_size=cfg.batch_size,
                                                 tensor_parallel_size=cfg.tensor_parallel_size)
+        cfg.claim_dtype(out, backend.dtype)
         groups = list(pending.values())
         per_chunk = max(1, cfg.batch_size // cfg.samples)
         for start in range(0, len(groups), per_chunk):
@@ -215,7 +216,8 @@ def run_c2_eval(cfg: EvalConfig, out: str | Path, backend: Backend | None = None
                        asr_mean=asr["corr_mean"],
                        asr_mean_ci95=asr["corr_mean_ci95"],
                        asr_judge="safety.RefusalJudge on what the user reads (prefill + continuation)")
-    summary.update(model=cfg.model, dtype=dtype_name(cfg.device, cfg.dtype), judge=judge_description(judge),
+    summary.update(model=cfg.model, dtype=cfg.rows_dtype(out) or dtype_name(cfg.device, cfg.dtype),
+                   judge=judge_description(judge),
                    samples=cfg.samples, config=cfg.identity(),
                    timings=dict(generate_s=round(t_gen, 2), judge_s=round(t_judge, 2), paths_generated=generated,
                                 paths_per_s=round(generated / t_gen, 3) if t_gen else None, batch_size=cfg.batch_size),

@@ -12,10 +12,10 @@ from typing import Any, Iterable
 
 # %% auto #0
 __all__ = ['OPENERS', 'TRIGGERS', 'SPLIT_PUNCTUATION', 'C2_EVAL', 'C2_SYN', 'JUDGE_PROMPT', 'JUDGE_SETTINGS',
-           'PAPER_MODELS_C2_EVAL', 'PAPER_MODELS_TRAINED', 'C2Error', 'ConfigError', 'DataError', 'numbered_jsonl',
-           'read_jsonl', 'read_json', 'append_jsonl', 'write_json', 'scratch_folder', 'stable_id', 'derive_seed',
-           'config_hash', 'check_shard', 'package_version', 'environment_info', 'cache_dir', 'notebook_markdown',
-           'profiles_dir', 'load_profile', 'StageConfig']
+           'PAPER_MODELS_C2_EVAL', 'PAPER_MODELS_TRAINED', 'ROWS_DTYPE', 'C2Error', 'ConfigError', 'DataError',
+           'numbered_jsonl', 'read_jsonl', 'read_json', 'append_jsonl', 'write_json', 'scratch_folder', 'stable_id',
+           'derive_seed', 'config_hash', 'check_shard', 'package_version', 'environment_info', 'cache_dir',
+           'notebook_markdown', 'profiles_dir', 'load_profile', 'held_identity', 'StageConfig']
 
 # %% ../nbs/00_core.ipynb #326b1350
 OPENERS: list[str] = [
@@ -226,6 +226,13 @@ def load_profile(name_or_path: str | Path) -> dict:
     return prof
 
 # %% ../nbs/00_core.ipynb #05c02c98
+ROWS_DTYPE = "rows_dtype"   # the key of config.json that names the dtype a stage's rows were computed in
+
+def held_identity(folder: str | Path) -> dict | None:
+    "The settings a run folder's config.json holds, without the dtype record beside them (None when it has none)."
+    f = Path(folder)/"config.json"
+    return {k: v for k, v in read_json(f).items() if k != ROWS_DTYPE} if f.exists() else None
+
 class StageConfig:
     "Base of a stage's settings dataclass: identity, construction from a mapping, and from a profile section."
     STAGE = "stage"          # name used in messages
@@ -278,8 +285,33 @@ class StageConfig:
         "Write `out/config.json`, or check that the one there is this config: results of two configs never mix."
         f = Path(out)/"config.json"
         if not f.exists(): return write_json(f, self.identity())
-        old, new = read_json(f), self.identity()
+        old, new = held_identity(out), self.identity()
         if old != new:
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             raise ConfigError(f"{out} holds a {self.STAGE} run with another config (differs in {diff}); "
                               "use another output folder or delete this one")
+
+    def rows_dtype(self, out: str | Path) -> str | None:
+        "The dtype the rows in `out` were computed in, as `claim_dtype` recorded it (None before any)."
+        f = Path(out)/"config.json"
+        return read_json(f).get(ROWS_DTYPE) if f.exists() else None
+
+    def run_dtype(self, out: str | Path) -> str | None:
+        """The dtype to load the model in for the run in `out`: the `dtype` setting, except that `auto`, once the run
+        has rows, is the dtype they were computed in (auto is decided per machine; a resumed run keeps its choice)."""
+        dtype = getattr(self, "dtype", None)
+        return (self.rows_dtype(out) or dtype) if dtype == "auto" else dtype
+
+    def claim_dtype(self, out: str | Path, dtype: str) -> None:
+        """Record in `out/config.json` (written by `claim`) the dtype this process computes the stage's rows in, or
+        refuse to add rows in another one than the rows already there (a run started on a GPU, where no `dtype` means
+        bf16, and resumed on a CPU, where it means fp32): one run's rows never mix dtypes."""
+        f = Path(out)/"config.json"
+        cfg = read_json(f)
+        had = cfg.get(ROWS_DTYPE)
+        if had is None: return write_json(f, {**cfg, ROWS_DTYPE: dtype})
+        if had != dtype: raise ConfigError(
+            f"{out} holds {self.STAGE} rows computed in {had}; this process computes in {dtype} (dtype "
+            f"{getattr(self, 'dtype', None)!r} on this machine): finish the run on the kind of device it started on, "
+            f"or use another output folder")
+

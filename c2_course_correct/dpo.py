@@ -160,7 +160,7 @@ def train_dpo(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     from datasets import Dataset
     from transformers import set_seed
     from trl import DPOConfig, DPOTrainer
-    model, tok = load_model(cfg.model, cfg.device, cfg.dtype)
+    model, tok = load_model(cfg.model, cfg.device, cfg.run_dtype(out))
     device, dtype = str(next(model.parameters()).device), str(next(model.parameters()).dtype).replace("torch.", "")
     if cfg.finetune == "lora": check_target_modules(model, cfg.target_modules, cfg.model)
     usable, dropped = usable_pairs(pairs, tok, cfg.max_length, cfg.min_diverging_tokens)

@@ -15,7 +15,7 @@ from .core import C2Error, ConfigError
 
 # %% auto #0
 __all__ = ['BACKENDS', 'SamplingConfig', 'GenerationRequest', 'Backend', 'sample_next', 'keep_freed_memory', 'HFBackend',
-           'vllm_source', 'VLLMBackend', 'make_backend']
+           'vllm_source', 'VLLMBackend', 'length_batches', 'prompt_lengths', 'make_backend']
 
 # %% ../nbs/03_generate.ipynb #fad674a1
 @dataclass(frozen=True)
@@ -38,9 +38,11 @@ class GenerationRequest:
     seeds: tuple[int, ...]
 
 class Backend(Protocol):
-    "Generates continuations; `generate` returns, per request, one continuation per seed."
+    """Generates continuations; `generate` returns, per request, one continuation per seed. `dtype` names what it
+    computes in (`float32`, `bfloat16`...), as a stage's config records it."""
     name: str
     tokenizer: object
+    dtype: str
     def generate(self, requests: Sequence[GenerationRequest], sampling: SamplingConfig,
                  progress: bool = True) -> list[list[str]]: ...
 
@@ -157,6 +159,7 @@ class HFBackend:
         self.model_name, self.batch_size = model, batch_size
         self.max_prefill_tokens = 16384   # padded tokens per encoding pass of shared prefixes
         self.device = next(self.model.parameters()).device
+        self.dtype = str(next(self.model.parameters()).dtype).removeprefix("torch.")
         if self.device.type == "cpu": keep_freed_memory()
         eos = self.model.generation_config.eos_token_id
         eos = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
@@ -359,6 +362,7 @@ class VLLMBackend:
         if on_cpu: _cpu_engine_defaults(kv_cache_gb)
         if on_cpu and dtype is None: dtype = "float32"   # pick_device_dtype's CPU choice; vLLM's 'auto' would take bf16
         self.device, torch_dtype = pick_device_dtype(current_platform.device_type, dtype)
+        self.dtype = str(torch_dtype).removeprefix("torch.")
         kw = dict(enable_lora=True, max_lora_rank=self._lora_rank(adapter)) if adapter else {}
         if on_cpu:
             # A prompt prefilled in chunks rewinds its seeded generator after each chunk, which CPU generators
@@ -401,6 +405,18 @@ class VLLMBackend:
         for r in requests:
             texts.append([o.outputs[0].text for o in outs[k:k + len(r.seeds)]]); k += len(r.seeds)
         return texts
+
+# %% ../nbs/03_generate.ipynb #6e9f417b
+def length_batches(lengths: Sequence[int], size: int) -> list[list[int]]:
+    """Indices of `lengths` in batches of at most `size`, shortest first (ties in their order), so that each batch
+    pads little."""
+    if size < 1: raise ConfigError(f"batch size must be >= 1, got {size}")
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[s:s + size] for s in range(0, len(order), size)]
+
+def prompt_lengths(tokenizer, prompts: Sequence[str]) -> list[int]:
+    "Tokens in each rendered prompt."
+    return [len(x) for x in tokenizer(list(prompts), add_special_tokens=False).input_ids] if prompts else []
 
 # %% ../nbs/03_generate.ipynb #537d7e58
 BACKENDS = ("hf", "vllm")

@@ -14,7 +14,8 @@ import numpy as np
 from .core import (ConfigError, DataError, StageConfig, append_jsonl, environment_info, read_json,
                                     read_jsonl, write_json)
 from .data import SPLIT_PARTS, BenignRequest, benign_part, benign_pool, split_benign
-from .generate import Backend, GenerationRequest, SamplingConfig, make_backend
+from .generate import (Backend, GenerationRequest, SamplingConfig, length_batches, make_backend,
+                                        prompt_lengths)
 from .judge import answer_row, rouge_l
 from .models import chat_prompt, dtype_name, resolve_model
 from .stats import paired_mean_change, percentile_ci, resample_index, wilson
@@ -136,12 +137,15 @@ def run_helpfulness(cfg: HelpConfig, out: str | Path, backend: Backend | None = 
     todo_n = [p for p in pairs if p.item_id not in nlls]
     if not (todo_a or todo_n) and (out/"summary.json").exists(): return read_json(out/"summary.json")
     t0 = time.perf_counter()
-    if todo_a or todo_n: backend = backend or make_backend(cfg.backend, cfg.model, cfg.device, cfg.dtype,
-                                                           cfg.batch_size, cfg.tensor_parallel_size)
-    for s in range(0, len(todo_a), cfg.batch_size):
-        chunk = todo_a[s:s + cfg.batch_size]
-        outs = backend.generate([GenerationRequest(chat_prompt(backend.tokenizer, r.request), (0,)) for r in chunk],
-                                cfg.greedy, progress=progress)
+    if todo_a or todo_n:
+        backend = backend or make_backend(cfg.backend, cfg.model, cfg.device, cfg.run_dtype(out), cfg.batch_size,
+                                          cfg.tensor_parallel_size)
+        cfg.claim_dtype(out, backend.dtype)
+    prompts = [chat_prompt(backend.tokenizer, r.request) for r in todo_a] if todo_a else []
+    # batches of similar length: a batch pads to its longest prompt; each answer is its prompt's, whichever batch
+    for batch in length_batches(prompt_lengths(backend.tokenizer, prompts), cfg.batch_size) if todo_a else []:
+        chunk = [todo_a[j] for j in batch]
+        outs = backend.generate([GenerationRequest(prompts[j], (0,)) for j in batch], cfg.greedy, progress=progress)
         new = [{**answer_row(r.request, r.source, o[0]), "category": r.category} for r, o in zip(chunk, outs)]
         append_jsonl(out/"answers.jsonl", new)
         answers.update((r["request"], r) for r in new)
@@ -150,7 +154,7 @@ def run_helpfulness(cfg: HelpConfig, out: str | Path, backend: Backend | None = 
         if hasattr(backend, "model"): model, tok = backend.model, backend.tokenizer
         else:   # the vllm backend has no logits to score with: load the weights once more
             from c2_course_correct.models import load_model
-            model, tok = load_model(cfg.model, cfg.device, cfg.dtype)
+            model, tok = load_model(cfg.model, cfg.device, cfg.run_dtype(out))
         scored = response_nll(model, tok, [p.request for p in todo_n], [p.reference for p in todo_n], cfg.nll_tokens,
                               max(1, cfg.batch_size // 4))
         new = [dict(item_id=p.item_id, request=p.request, source=p.source, nll=round(s, 6),
@@ -158,13 +162,17 @@ def run_helpfulness(cfg: HelpConfig, out: str | Path, backend: Backend | None = 
         append_jsonl(out/"nll.jsonl", new)
         nlls.update((r["item_id"], r) for r in new)
     rows = [answers[r.request] for r in requests]
+    if todo_a:   # the file holds the answers in request order, whichever batches or resumptions made them
+        tmp = out/"answers.jsonl.tmp"; tmp.unlink(missing_ok=True)
+        append_jsonl(tmp, rows); tmp.replace(out/"answers.jsonl")
     by_source = {}
     for r in rows: by_source.setdefault(r["source"], []).append(r)
     reasons = {}
     for r in rows:
         if r["refused"]: reasons[r["refusal_reason"].split(":")[0]] = reasons.get(r["refusal_reason"].split(":")[0],
                                                                                   0) + 1
-    summary = dict(model=cfg.model, dtype=dtype_name(cfg.device, cfg.dtype), part=cfg.part, requests=len(rows),
+    summary = dict(model=cfg.model, dtype=cfg.rows_dtype(out) or dtype_name(cfg.device, cfg.dtype), part=cfg.part,
+                   requests=len(rows),
                    refusal={**_rate([r["refused"] for r in rows]), "reasons": reasons,
                             "by_source": {k: _rate([r["refused"] for r in v]) for k, v in sorted(by_source.items())}},
                    degenerate=_rate([r["degenerate"] for r in rows]),

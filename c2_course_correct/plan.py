@@ -8,14 +8,14 @@ import json, math, re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from .core import ConfigError, StageConfig, load_profile, profiles_dir, read_json
+from .core import ConfigError, StageConfig, held_identity, load_profile, profiles_dir, read_json
 from .benchmark import EvalConfig, model_size
 from .synthesis import SynthConfig
 from .train import TrainConfig
 from .safety import SafetyConfig
 from .helpfulness import HelpConfig
 from .sweep import SweepConfig
-from .arena import RECOVERY, ArenaConfig, test_configs
+from .arena import RECOVERY, ArenaConfig, test_configs, test_folders
 
 # %% auto #0
 __all__ = ['SECRET_NAME', 'STAGE_KINDS', 'OPTIONAL_KINDS', 'DTYPES', 'FLOP_RATES', 'MULTI_GPU', 'GCG_STEPS_RUN', 'LOAD_SECONDS',
@@ -159,10 +159,15 @@ def stage_status(s: Stage) -> str:
     if s.config is None: return "new"
     cfg_file = s.folder/"config.json"
     if not cfg_file.exists(): return "new"
-    if read_json(cfg_file) != s.config.identity(): return "conflict"
+    if held_identity(s.folder) != s.config.identity(): return "conflict"
     if not (s.done_file.exists() and executed_ok(s.executed)): return "partial"
-    # the arena's seeds are not part of its identity (more seeds extend it in place): its summary must list them all
-    if s.kind == "arena" and read_json(s.done_file).get("seeds") != s.config.seeds: return "partial"
+    # the arena's seeds are not part of its identity (more seeds extend it in place): its summary must list them all,
+    # and every method's seeds in safety_seeds must have met the attacks
+    if s.kind == "arena":
+        if read_json(s.done_file).get("seeds") != s.config.seeds: return "partial"
+        first = s.config.seeds[0]
+        if any(not (test_folders(s.folder.parent, row, seed, first)["safety"]/"summary.json").exists()
+               for row in ("c2syn-dpo", *RECOVERY) for seed in s.config.safety_seeds): return "partial"
     return "complete"
 
 def check_no_conflicts(stages: list[Stage]) -> None:
@@ -170,7 +175,7 @@ def check_no_conflicts(stages: list[Stage]) -> None:
     bad = [s for s in stages if stage_status(s) == "conflict"]
     if not bad: return
     def diff(s):
-        old, new = read_json(s.folder/"config.json"), s.config.identity()
+        old, new = held_identity(s.folder), s.config.identity()
         return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     raise ConfigError("; ".join(f"{portable(s.folder)} holds a {s.name} run with another config (differs in {diff(s)})"
                                 for s in bad)
@@ -234,7 +239,7 @@ def stage_work(s: Stage, profile: dict) -> dict:
                  f"{len(RECOVERY) + 1} methods, "
                          f"then every model on the test split (C2-Eval and the harmful twins, the prefilling attack at "
                          f"{c.prefill_k} tokens, "
-                         f"helpfulness; safety on {c.safety_seeds} seed(s))",
+                         f"helpfulness; safety on seeds {c.safety_seeds})",
                     generated=sum(w["generated"] or 0 for _, w in parts),
                     trained=sum(w["trained"] or 0 for _, w in parts),
                     model=profile["train"].get("model", "default"), parts=parts)
@@ -314,7 +319,8 @@ def _arena_parts(c: ArenaConfig, profile: dict) -> list[tuple[str, dict]]:
     four = [test[k] for k in ("eval", "twins", "prefill", "helpfulness")]
     # C2-Syn DPO's first seed has eval and helpfulness
     tests = four * ((len(RECOVERY) + 1) * len(c.seeds) - 1) + [test["twins"], test["prefill"]] * 2
-    tests += [test["safety"]] * (len(RECOVERY) * c.safety_seeds + max(0, c.safety_seeds - 1))
+    # C2-Syn DPO's first seed has its safety run too
+    tests += [test["safety"]] * sum(len(RECOVERY) + (s != c.seeds[0]) for s in c.safety_seeds)
     return search + seeds + tests
 
 def _request_bound(c: SynthConfig) -> int | None:

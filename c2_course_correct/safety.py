@@ -14,7 +14,8 @@ import numpy as np
 from .core import (ConfigError, DataError, StageConfig, append_jsonl, check_shard, derive_seed,
                                     environment_info, read_json, read_jsonl, write_json)
 from .data import benign_requests, refusal_eval_rows, safety_benign, split_benign
-from .generate import Backend, GenerationRequest, SamplingConfig, make_backend
+from .generate import (Backend, GenerationRequest, SamplingConfig, length_batches, make_backend,
+                                        prompt_lengths)
 from .judge import SAFETY_JUDGES, Compliance, compliance_agreement, make_safety_judge, rouge_l
 from .models import after_reset, chat_prompt, dtype_name, resolve_model
 from .attacks import (AttackPrompt, Behavior, ascii_token_mask, autodan_attack, decode, gcg_attack,
@@ -264,8 +265,11 @@ def run_safety(cfg: SafetyConfig, out: str | Path, backend: Backend | None = Non
     t0, had = time.perf_counter(), len(done) + len(benign_done)
     lazy: dict = {}
     def target() -> Backend:
-        if "target" not in lazy: lazy["target"] = backend or make_backend(cfg.backend, cfg.model, cfg.device, cfg.dtype,
-                                                                          cfg.batch_size, cfg.tensor_parallel_size)
+        if "target" not in lazy:
+            lazy["target"] = backend or make_backend(cfg.backend, cfg.model, cfg.device, cfg.run_dtype(out),
+                                                     cfg.batch_size,
+                                                     cfg.tensor_parallel_size)
+            cfg.claim_dtype(out, lazy["target"].dtype)
         return lazy["target"]
     def weights():
         if "weights" not in lazy:
@@ -273,14 +277,19 @@ def run_safety(cfg: SafetyConfig, out: str | Path, backend: Backend | None = Non
             if hasattr(t, "model"): lazy["weights"] = (t.model, t.tokenizer)
             else:
                 from c2_course_correct.models import load_model
-                lazy["weights"] = load_model(cfg.model, cfg.device, cfg.dtype)
+                lazy["weights"] = load_model(cfg.model, cfg.device, cfg.run_dtype(out))
         return lazy["weights"]
     def record(new: list[dict]) -> None:
         append_jsonl(rows_file, new)
         for r in new: done[row_key(r)] = r
+    def by_length(prompts: list[AttackPrompt]) -> list[list[int]]:
+        "Batches of prompts of similar length: a batch pads to its longest (DAN templates beside direct requests)."
+        tok = target().tokenizer
+        return length_batches(prompt_lengths(tok, [chat_prompt(tok, p.user, system=p.system) for p in prompts]),
+                              cfg.batch_size)
     # model-free attacks, in large batches
-    for s in range(0, len(todo), cfg.batch_size):
-        chunk = todo[s:s + cfg.batch_size]
+    for batch in by_length([p for _, p in todo]) if todo else []:
+        chunk = [todo[j] for j in batch]
         responses = answer(target(), [p for _, p in chunk], cfg.greedy, progress)
         judged = judge_responses(judge, [(b, p, r) for (b, p), r in zip(chunk, responses)])
         record([_row(b, p, r, j, judge) for (b, p), r, j in zip(chunk, responses, judged)])
@@ -326,12 +335,14 @@ def run_safety(cfg: SafetyConfig, out: str | Path, backend: Backend | None = Non
                          dict(rounds=res["rounds"]))])
         say("pair done")
     # benign requests
-    if todo_b:
-        responses = answer(target(), [AttackPrompt("benign", "-", q) for q in todo_b], cfg.greedy, progress)
-        verdicts = judge.judge([dict(behavior=q, response=after_reset(r)) for q, r in zip(todo_b, responses)])
+    benign = [AttackPrompt("benign", "-", q) for q in todo_b]
+    for batch in by_length(benign) if benign else []:
+        qs = [todo_b[j] for j in batch]
+        responses = answer(target(), [benign[j] for j in batch], cfg.greedy, progress)
+        verdicts = judge.judge([dict(behavior=q, response=after_reset(r)) for q, r in zip(qs, responses)])
         new = [dict(request=q, response=r, refused=None if v.complied is None else not v.complied,
                     judge_reason=v.reason)
-               for q, r, v in zip(todo_b, responses, verdicts)]
+               for q, r, v in zip(qs, responses, verdicts)]
         append_jsonl(benign_file, new)
         for r in new: benign_done[(r["request"],)] = r
     if any(k not in done for k in expected) or any((q,) not in benign_done for q in requests):
@@ -339,13 +350,13 @@ def run_safety(cfg: SafetyConfig, out: str | Path, backend: Backend | None = Non
             f"shard {i}/{n} done; rows of other shards are pending (rerun, or let the last shard finish, for the "
             f"summary)")
         return None
-    if (out/"work").exists():   # the last shard merges every shard's rows, in the order one unsharded run writes them
-        for name, rows in [("responses", [done[k] for k in expected]), ("benign", [benign_done[(q,
-                                                                                                )] for q in requests])]:
-            tmp = out/f"{name}.jsonl.tmp"
-            if tmp.exists(): tmp.unlink()
-            append_jsonl(tmp, rows); tmp.replace(out/f"{name}.jsonl")
-        shutil.rmtree(out/"work")
+    # the files hold every row in planned order, whichever batches, resumptions or shards made them (the last shard
+    # merges the others')
+    for name, rows in [("responses", [done[k] for k in expected]), ("benign", [benign_done[(q,)] for q in requests])]:
+        tmp = out/f"{name}.jsonl.tmp"
+        if tmp.exists(): tmp.unlink()
+        append_jsonl(tmp, rows); tmp.replace(out/f"{name}.jsonl")
+    if (out/"work").exists(): shutil.rmtree(out/"work")
     rows = [r for r in done.values() if r["attack"] in cfg.attacks]
     brows = [benign_done[(q,)] for q in requests]
     refused = [r["refused"] for r in brows if r["refused"] is not None]
@@ -353,7 +364,7 @@ def run_safety(cfg: SafetyConfig, out: str | Path, backend: Backend | None = Non
     # the offline judge's agreement with pyrit's human labels travels with every result it made (0.2 s)
     checked = ({k: v for k, v in compliance_agreement(judge, refusal_eval_rows()).items(
         ) if k != "disagreements"} if cfg.judge == "refusal" else None)
-    summary.update(model=cfg.model, dtype=dtype_name(cfg.device, cfg.dtype),
+    summary.update(model=cfg.model, dtype=cfg.rows_dtype(out) or dtype_name(cfg.device, cfg.dtype),
                    judge=dict(name=judge.name, agreement_with_human_labels=checked,
                                                **({"model": judge.model,
                                                    "base_url": judge.base_url} if cfg.judge == "openai" else {})),

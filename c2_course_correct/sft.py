@@ -25,15 +25,16 @@ __all__ = ['MIN_TRAINED', 'CHECK_RECORDS', 'harmful_examples', 'prompt_ids', 'an
 def harmful_examples(synth: str | Path) -> list[dict]:
     "Request, full harmful response (FHR) and safe response (SR) of each request kept in a C2-Syn output folder."
     f = Path(synth)/"responses.jsonl" if Path(synth).is_dir() else Path(synth).parent/"responses.jsonl"
-    if not f.is_file(): raise ConfigError(
-        f"the recovery methods read C2-Syn's responses.jsonl (harmful and safe responses), not found at {f}; "
+    if not f.is_file(): raise ConfigError(f"the recovery methods read C2-Syn's responses.jsonl (harmful and safe "
+                                          f"responses), not found at {f}; "
                                           "give `pairs` as a C2-Syn output folder")
     out = []
     for i, r in enumerate(read_jsonl(f), 1):
         if not r.get("kept"): continue
         by = {x["name"]: x["text"] for x in r["responses"]}
-        if not by.get("FHR", "").strip() or not by.get("SR", "").strip(): raise DataError(
-            f, i, "a kept request without both an FHR and an SR")
+        if not by.get("FHR", "").strip() or not by.get("SR", "").strip(): raise DataError(f, i,
+                                                                                          "a kept request without both "
+                                                                                          "an FHR and an SR")
         out.append(dict(request_id=r["request_id"], request=r["request"], harmful=by["FHR"], safe=by["SR"]))
     if not out: raise DataError(f, None, "no kept request: run `c2cc synth` with more requests")
     return out
@@ -214,7 +215,7 @@ def train_sft(cfg: TrainConfig, out: str | Path, progress: bool = True, new_toke
     from datasets import Dataset
     from transformers import set_seed
     from trl import SFTConfig, SFTTrainer
-    model, tok = load_model(cfg.model, cfg.device, cfg.dtype)
+    model, tok = load_model(cfg.model, cfg.device, cfg.run_dtype(out))
     device, dtype = str(next(model.parameters()).device), str(next(model.parameters()).dtype).replace("torch.", "")
     if cfg.finetune == "lora": check_target_modules(model, cfg.target_modules, cfg.model)
     n_util = mix_counts(cfg, len(harmful_examples(cfg.pairs_file.parent)))[1]

@@ -16,7 +16,8 @@ from .core import (C2_SYN, OPENERS, SPLIT_PUNCTUATION, TRIGGERS, ConfigError, Da
                                     append_jsonl, check_shard, derive_seed, environment_info, numbered_jsonl,
                                     write_json)
 from .data import HarmfulPair, load_pairs, request_key, split_pairs
-from .generate import Backend, GenerationRequest, SamplingConfig, make_backend
+from .generate import (Backend, GenerationRequest, SamplingConfig, length_batches, make_backend,
+                                        prompt_lengths)
 from .judge import Judge, judge_description, make_judge
 from .models import chat_prompt, dtype_name, prefill_prompt, resolve_model
 
@@ -371,7 +372,7 @@ def finish_c2_syn(out: Path, cfg: SynthConfig, plans: Sequence[dict], done: dict
         append_jsonl(tmp, data); tmp.replace(out/name)
     if pairs: Dataset.from_list(pairs).save_to_disk(str(out/"dataset"))
     stats = synth_stats(rows, left_out, timings, cfg)
-    stats.update(config=cfg.identity(), dtype=dtype_name(cfg.device, cfg.dtype), judge=judge,
+    stats.update(config=cfg.identity(), dtype=cfg.rows_dtype(out) or dtype_name(cfg.device, cfg.dtype), judge=judge,
                  environment=environment_info())
     write_json(out/"stats.json", stats)
     (out/"README.md").write_text(dataset_card(stats, cfg, judge) + "\n")
@@ -394,10 +395,16 @@ def run_c2_syn(cfg: SynthConfig, out: str | Path, backend: Backend | None = None
                                  base_url=cfg.qc_judge_base_url) if cfg.qc != "off" else None)
     judge_name = judge_description(judge) if judge else "off"
     if todo:
-        backend = backend or make_backend(cfg.backend, cfg.model, device=cfg.device, dtype=cfg.dtype,
+        backend = backend or make_backend(cfg.backend, cfg.model, device=cfg.device, dtype=cfg.run_dtype(out),
                                           batch_size=cfg.batch_size,
                                                 tensor_parallel_size=cfg.tensor_parallel_size)
+        cfg.claim_dtype(out, backend.dtype)
         per_chunk = max(1, cfg.batch_size // 5)
+        # requests in chunks of similar length (their longest prompt: the request and the answer to its last cut), as a
+        # chunk's decoding attends over its longest prompt for every sequence; the rows do not depend on the chunks
+        longest = prompt_lengths(backend.tokenizer, [p["request"] + " " + p["fhr"][:max(p["cuts"] or [0])]
+                                                     for p in todo])
+        todo = [todo[j] for batch in length_batches(longest, per_chunk) for j in batch]
         device = str(getattr(backend, "device", cfg.device or "cpu"))
         bar = tqdm(total=len(todo), desc="c2-syn", unit="request", disable=not progress, file=sys.stderr)
         for s in range(0, len(todo), per_chunk):

@@ -371,6 +371,8 @@ def fit_and_save(cfg: TrainConfig, out: Path, trainer, tok, data: dict, what: st
     dtype = str(next(trainer.model.parameters()).dtype).replace("torch.", "")
     on_cuda = device.startswith("cuda")
     rank, world = process_rank()
+    # a checkpoint written in one dtype is not resumed in another
+    if rank == 0: cfg.claim_dtype(out, dtype)
     resume = latest_checkpoint(out/"checkpoints")
     if rank == 0 and resume:
         print(f"{cfg.method}: resuming from {resume}", file=sys.stderr)

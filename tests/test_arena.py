@@ -49,7 +49,10 @@ def test_every_chosen_setting_has_every_seed_trained_alike(committed):
         trained = [read_json(train_folder(RUN, row, summary["chosen"], s, cfg.seeds[0])/"config.json") for s in cfg.seeds]
         assert [t["seed"] for t in trained] == cfg.seeds
         assert all({**t, "seed": 0} == {**trained[0], "seed": 0} for t in trained)                  # the same setting, another seed
-        assert all(t == seed_config(cfg, prof, row, summary["chosen"], s).identity() for t, s in zip(trained, cfg.seeds))
+        assert all({k: v for k, v in t.items() if k != "rows_dtype"} == seed_config(cfg, prof, row, summary["chosen"], s).identity()
+                   for t, s in zip(trained, cfg.seeds))
+        assert all(t["rows_dtype"] == read_json(train_folder(RUN, row, summary["chosen"], s, cfg.seeds[0])/"stats.json")["dtype"]
+                   for t, s in zip(trained, cfg.seeds))   # the dtype the model trained in
     for r in rows[1:]:   # the table's numbers are those of the seeds' own runs
         assert r["corr_mean"]["per_seed"] == [s["corr_mean"] for s in r["seed_records"]] and len(r["seed_records"]) == len(cfg.seeds)
         assert abs(r["corr_mean"]["mean"] - sum(r["corr_mean"]["per_seed"]) / len(cfg.seeds)) < 1e-12
@@ -67,9 +70,13 @@ def test_every_row_and_seed_was_tested_alike(committed):
     twins = read_json(folders[0]["twins"]/"config.json")
     assert twins["data"] == "rho-harmful" and twins["k"] == cfg.twins_k and twins["n_items"] == cfg.twins_items
     assert read_json(folders[0]["prefill"]/"config.json")["unit"] == "tokens"
-    attacked = ROWS if cfg.safety_seeds else ROWS[:2]   # 0: only the default run's base and C2-Syn DPO models met the attacks
-    safety = [read_json(folders_of(RUN, row, first, first)["safety"]/"config.json") for row in attacked]
-    assert all((r["attack_asr"] is not None) == (r["method"] in attacked) for r in rows)
+    # the base model and C2-Syn DPO's first seed (the default run's own), and every row's seeds in safety_seeds
+    attacked = {(row, first) for row in ROWS[:2]} | {(row, s) for row in ROWS[1:] for s in cfg.safety_seeds}
+    safety = [read_json(folders_of(RUN, row, s, first)["safety"]/"config.json") for row, s in sorted(attacked)]
+    for r in rows:
+        assert r["attack_seeds"] == sorted(s for row, s in attacked if row == r["method"])
+        met = [x["attack_asr"] for x in r["seed_records"] if x["attack_asr"]]
+        assert len(met) == len(r["attack_seeds"]) and all(abs(r["attack_asr"][a] - sum(m[a] for m in met) / len(met)) < 1e-12 for a in met[0])
     assert all({k: v for k, v in s.items() if k != "model"} == {k: v for k, v in safety[0].items() if k != "model"} for s in safety)
     items = {x["item_id"] for x in read_jsonl(folders[0]["twins"]/"continuations.jsonl")}
     assert len(items) == cfg.twins_items and not items & {x["item_id"] for x in read_jsonl(RUN/"eval-base"/"continuations.jsonl")}
@@ -86,7 +93,7 @@ def test_a_smoke_arena_end_to_end(run_c2cc, tmp_path):
     prof["train"]["pairs"] = str(run/"synth")
     prof["arena"] = dict(eval_items=1, settings=[dict(name="recovery", method="recovery-sft"), dict(name="derta", method="derta"),
                                                  dict(name="backtrack", method="backtrack", reset_learning_rate=0.005)],
-                         prefill_k=[5], seeds=[0, 1], twins_items=1, twins_k=[10], safety_seeds=0)
+                         prefill_k=[5], seeds=[0, 1], twins_items=1, twins_k=[10], safety_seeds=[])
     (tmp_path/"p.yaml").write_text(yaml.safe_dump(prof))
     r = run_c2cc("arena", "--profile", tmp_path/"p.yaml", "--run", run, "--quiet", timeout=1800)
     assert r.returncode == 0, r.stderr

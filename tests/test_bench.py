@@ -3,7 +3,8 @@ import re, subprocess, sys
 
 import pytest
 
-SCRIPTS = ["c2eval_throughput.py", "c2syn_throughput.py", "dpo_throughput.py", "cost_model.py", "gpu_check.py", "stage_profile.py"]
+SCRIPTS = ["c2eval_throughput.py", "c2syn_throughput.py", "dpo_throughput.py", "cost_model.py", "gpu_check.py", "stage_profile.py",
+           "safety_batches.py"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

@@ -280,7 +280,7 @@ def test_committed_before_after_results_come_from_the_committed_runs(tmp_path, m
     assert b["model"] == "outputs/default/train/adapter" and a["model"] == "default"
     assert a["config"]["k"] == b["config"]["k"] and a["n_items"] == b["n_items"] == 50
     stats = read_json(DEFAULT/"train"/"stats.json")
-    assert stats["config"] == read_json(DEFAULT/"train"/"config.json") and stats["steps"] >= 1
+    assert {**stats["config"], "rows_dtype": stats["dtype"]} == read_json(DEFAULT/"train"/"config.json") and stats["steps"] >= 1
     assert (DEFAULT/"train"/"adapter"/"adapter_model.safetensors").exists()
     assert changed_weights(DEFAULT/"train"/"adapter")
     table = write_comparison("outputs/default/eval-base", "outputs/default/eval-trained", tmp_path/"t.md")

@@ -91,3 +91,33 @@ def test_bf16_on_cpu_writes_what_fp32_writes():
     print(f"bf16 vs fp32, greedy, {len(paths)} C2-Eval prompts: first two words equal in {same}")
     assert same >= 0.6 * len(paths), list(zip(out["float32"], out["bfloat16"]))
     assert all(len(set(t.split())) > 1 for t in out["bfloat16"] if len(t.split()) > 3), out["bfloat16"]   # no one-word loops
+
+
+def test_length_batches_leave_every_row_as_in_row_order(loaded):
+    """The safety stage's model-free prompts (direct, cipher, GCG suffixes, DAN-style templates: 38 to 837 tokens),
+    greedy and sampled, in row-order batches and in length batches: every row the same, and less padding."""
+    from c2_course_correct.attacks import load_behaviors, static_prompts
+    from c2_course_correct.generate import length_batches, prompt_lengths
+    from c2_course_correct.models import chat_prompt
+    hf = HFBackend(loaded=loaded, batch_size=4)
+    prompts = [chat_prompt(hf.tokenizer, p.user, system=p.system) for b in load_behaviors(["harmbench", "advbench"], 2)
+               for a in ("direct", "ascii", "gcg-transfer", "templates") for p in static_prompts(a, b, 2, 0)]
+    lengths = prompt_lengths(hf.tokenizer, prompts)
+    assert max(lengths) > 8 * min(lengths)
+    in_order = [list(range(s, min(s + 4, len(prompts)))) for s in range(0, len(prompts), 4)]
+    by_length = length_batches(lengths, 4)
+    assert sorted(i for b in by_length for i in b) == list(range(len(prompts)))
+    assert all(max(lengths[i] for i in b) <= min(lengths[i] for i in c) for b, c in zip(by_length, by_length[1:]))
+    padded = lambda batches: sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    assert padded(by_length) < 0.8 * padded(in_order)
+    for sampling, seed in [(SamplingConfig(temperature=0, max_new_tokens=10), 0), (SAMPLING, 7)]:
+        rows = lambda batches: {i: o for b in batches for i, o in zip(b, hf.generate(
+            [GenerationRequest(prompts[i], (seed + i,)) for i in b], sampling, progress=False))}
+        assert rows(in_order) == rows(by_length)
+
+
+def test_length_batches_refuse_a_bad_size():
+    from c2_course_correct.core import ConfigError
+    from c2_course_correct.generate import length_batches
+    with pytest.raises(ConfigError, match="batch size must be >= 1, got 0"): length_batches([3, 1], 0)
+    assert length_batches([5, 1, 3, 1], 3) == [[1, 3, 2], [0]]

@@ -72,3 +72,26 @@ def test_resolve_gguf_and_local_folder(tmp_path):
     (tmp_path/"empty").mkdir()
     with pytest.raises(Exception, match="has neither config.json nor adapter_config.json"):
         resolve_model(str(tmp_path/"empty"))
+
+
+def test_a_loaded_adapter_is_merged_and_answers_as_the_adapter_does(repo):
+    """`load_model` merges a LoRA adapter into its base (generation then pays no LoRA products); the merged copy
+    answers a slice of C2-Eval's prompts as the unmerged adapter does: the same greedy rows, logits within 1e-3."""
+    import torch
+    from peft import PeftModel
+    from c2_course_correct.data import load_pairs
+    from c2_course_correct.generate import GenerationRequest, HFBackend, SamplingConfig
+    adapter = repo/"outputs"/"default"/"train"/"adapter"
+    merged, tok = load_model(str(adapter))
+    assert not any("lora" in n for n, _ in merged.named_modules())
+    base, _ = load_model("default")
+    unmerged = PeftModel.from_pretrained(base, str(adapter)).eval()
+    prompts = [prefill_prompt(tok, p.request, " ".join(p.response.split()[:k])) for p in load_pairs()[:3] for k in (5, 20)]
+    ids = tok(prompts[:2], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        diff = (merged(**ids).logits - unmerged(**ids).logits).abs().max().item()
+    assert 0 < diff < 1e-3, diff
+    greedy = SamplingConfig(temperature=0, max_new_tokens=16)
+    reqs = [GenerationRequest(p, (0,)) for p in prompts]
+    assert (HFBackend(loaded=(merged, tok)).generate(reqs, greedy, progress=False)
+            == HFBackend(loaded=(unmerged, tok)).generate(reqs, greedy, progress=False))

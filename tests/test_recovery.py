@@ -1,9 +1,9 @@
 """Recovery methods (recovery SFT, DeRTa, backtracking): each data builder on a hand-made example (which tokens
 carry loss, where the prefix is cut, where [RESET] goes, that k = 0 occurs), a short `c2cc train --method ...` of
 every method on the committed default C2-Syn data, each method's own check on a model that learned its objective,
-backtracking's [RESET] output row trained and saved (the loaded model predicts the token where its records put it),
-[RESET] counted by C2-Eval and stripped by the helpfulness judge on a real backtracking adapter, and bad settings
-with their messages."""
+backtracking's [RESET] output row trained and saved (the loaded model predicts the token where its records put it;
+without reset_learning_rate, the code before the fix, it does not), [RESET] counted by C2-Eval and stripped by the
+helpfulness judge on a real backtracking adapter, and bad settings with their messages."""
 import math
 from pathlib import Path
 
@@ -188,17 +188,21 @@ def short_run(method, out, **kw):
     return cfg, train_model(cfg, out, progress=False)
 
 
-def test_backtracking_trains_and_saves_the_reset_output_row(tmp_path):
-    """The loaded adapter predicts [RESET] where its own records put it. Before `reset_learning_rate` the row moved at LoRA's step and
-    the loaded model gave [RESET] P about 1e-8 there (1e-9 before training): it was trained and saved, but too slowly to matter."""
+@pytest.mark.parametrize("reset_learning_rate", [1e-2, None])
+def test_backtracking_trains_and_saves_the_reset_output_row(tmp_path, reset_learning_rate):
+    """The loaded adapter predicts [RESET] where its own records put it. Without `reset_learning_rate` (the code before the
+    fix, kept as the contrast) the row moves at LoRA's step and the loaded model gives [RESET] P about 1e-8 there (1e-9
+    before training): trained and saved, but too slowly to matter, so the assertion of the fixed case fails on it."""
     cfg = TrainConfig.from_profile("default", method="backtrack", pairs=str(SYNTH), n_pairs=64, utility_ratio=0.25, utility_answers="reference",
-                                   learning_rate=1e-3, reset_learning_rate=1e-2, save_steps=100)
+                                   learning_rate=1e-3, reset_learning_rate=reset_learning_rate, save_steps=100)
     train_backtrack(cfg, tmp_path, progress=False)
     model, ttok = load_model(str(trained_model_path(tmp_path)))
     reset = ttok.convert_tokens_to_ids(RESET_TOKEN)
     recs = [r for r in safety_records(cfg, ttok, 24)[0] if reset in r["input_ids"]][:16]
     p = sorted(math.exp(s[0][0]) for s in label_scores(model, [dict(r, labels=[-100] * r["input_ids"].index(reset) + [reset]) for r in recs]))
-    assert p[len(p) // 2] > 1e-5, p      # median P([RESET]) at its own training positions: 6e-5 measured after 16 steps (old code: 1e-8)
+    median = p[len(p) // 2]   # median P([RESET]) at its own training positions after 16 steps
+    if reset_learning_rate: assert median > 1e-5, p       # 6e-5 measured
+    else: assert median < 1e-6, p                          # 9e-9 measured: the fixed case's bound fails here
     row = model.get_output_embeddings().weight[reset]
     assert torch.equal(row, model.get_input_embeddings().weight[reset])         # the tied row: input and output are one
 
