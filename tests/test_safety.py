@@ -33,7 +33,9 @@ def test_safety_on_the_trained_model_resumes_after_a_kill(run_c2cc, run_c2cc_kil
     r = run_c2cc(*args)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = read_jsonl(out/"responses.jsonl")
-    assert rows[:len(before)] == before                          # nothing made before the kill was made again
+    # every row made before the kill is kept as it was (the finished file holds the rows in planned order)
+    final = {(x["attack"], x["behavior_id"], x["variant"]): x for x in rows}
+    assert all(final[(x["attack"], x["behavior_id"], x["variant"])] == x for x in before)
     assert len({(x["attack"], x["behavior_id"], x["variant"]) for x in rows}) == len(rows)
     s = read_json(out/"summary.json")
     cfg = SafetyConfig.from_profile("smoke", model=str(ADAPTER))
