@@ -250,6 +250,7 @@ def gcg_attack(model, tok, behavior: str, steps: int = 20, search_width: int = 6
     `early_stop` ends the search once the best candidate makes every target token the model's most likely one
     (greedy decoding then starts with the target), as nanoGCG's `early_stop` does."""
     import torch
+    from transformers import DynamicCache
     g = torch.Generator().manual_seed(seed)
     allowed = ascii_token_mask(tok) if allowed is None else allowed
     before, after = _chat_parts(tok, "\x00")
@@ -263,10 +264,18 @@ def gcg_attack(model, tok, behavior: str, steps: int = 20, search_width: int = 6
     emb = model.get_input_embeddings()
     dev = emb.weight.device
     P, Q, T = (torch.tensor(x, device=dev) for x in (pre, post, tgt))
+    # every candidate and every gradient reads the same chat opening and behavior first: encoded once, as a cache
+    with torch.no_grad(): head = model(input_ids=P[None], use_cache=True, logits_to_keep=1).past_key_values.layers
+    def read_head(n: int) -> DynamicCache:
+        "A cache of the shared head for `n` rows: a new one per pass, as a forward pass appends to its cache."
+        cache = DynamicCache(config=model.config)
+        for li, layer in enumerate(head):
+            cache.update(layer.keys.expand(n, -1, -1, -1), layer.values.expand(n, -1, -1, -1), li)
+        return cache
     def batch_loss(suffixes: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([P.expand(len(suffixes), -1), suffixes.to(dev), Q.expand(len(suffixes), -1),
-                       T.expand(len(suffixes), -1)], 1)
-        with torch.no_grad(): logits = model(input_ids=x, logits_to_keep=len(tgt) + 1).logits[:, :-1].float()
+        x = torch.cat([suffixes.to(dev), Q.expand(len(suffixes), -1), T.expand(len(suffixes), -1)], 1)
+        with torch.no_grad(): logits = model(input_ids=x, past_key_values=read_head(len(suffixes)),
+                                             logits_to_keep=len(tgt) + 1).logits[:, :-1].float()
         greedy = (logits.argmax(-1) == T).all(1).cpu()
         return torch.nn.functional.cross_entropy(logits.transpose(1, 2), T.expand(len(suffixes), -1),
                                                  reduction="none").mean(1).cpu(), greedy
@@ -275,8 +284,9 @@ def gcg_attack(model, tok, behavior: str, steps: int = 20, search_width: int = 6
     for _ in range(0 if stopped else steps):
         one_hot = torch.nn.functional.one_hot(suffix.to(dev),
                                               emb.weight.shape[0]).to(emb.weight.dtype).requires_grad_(True)
-        x = torch.cat([emb(P), one_hot @ emb.weight, emb(Q), emb(T)])[None]
-        logits = model(inputs_embeds=x, logits_to_keep=len(tgt) + 1).logits[0, :-1].float()
+        x = torch.cat([one_hot @ emb.weight, emb(Q), emb(T)])[None]
+        logits = model(inputs_embeds=x, past_key_values=read_head(1),
+                       logits_to_keep=len(tgt) + 1).logits[0, :-1].float()
         grad, = torch.autograd.grad(torch.nn.functional.cross_entropy(logits, T), one_hot)
         grad = grad.cpu().float(); grad[:, ~allowed[:grad.shape[1]]] = float("inf")
         top = (-grad).topk(topk, dim=1).indices                                   # [positions, topk]

@@ -96,12 +96,16 @@ def _train_parser(sub) -> None:
     add_profile_options(p, TRAIN_OPTIONS)
     p.add_argument("--merge", action="store_true", default=None,
                    help="also write the adapter merged into the base (DIR/merged)")
+    p.add_argument("--share-prefix", action="store_true", default=None,
+                   help="c2syn-dpo: read each pair's shared prompt and answer prefix once a step (results agree to "
+                        "float rounding)")
     p.add_argument("--out", default=None, help="output folder (default: outputs/<profile>/train)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 def cmd_train(args) -> int:
     "Train the configured method from parsed arguments and print where the trained model is."
-    over = option_overrides(args, TRAIN_OPTIONS) | ({"merge": True} if args.merge else {})
+    over = option_overrides(args, TRAIN_OPTIONS) | ({"merge": True} if args.merge else {}) | (
+        {"share_prefix": True} if args.share_prefix else {})
     cfg = TrainConfig.from_profile(args.profile, **over)
     out = Path(args.out or Path("outputs")/Path(args.profile).stem/"train")
     if n := launcher_processes():   # `accelerate launch --cpu --num_processes n` started this one process only

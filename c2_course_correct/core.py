@@ -13,8 +13,8 @@ from typing import Any, Iterable
 # %% auto #0
 __all__ = ['OPENERS', 'TRIGGERS', 'SPLIT_PUNCTUATION', 'C2_EVAL', 'C2_SYN', 'JUDGE_PROMPT', 'JUDGE_SETTINGS',
            'PAPER_MODELS_C2_EVAL', 'PAPER_MODELS_TRAINED', 'ROWS_DTYPE', 'C2Error', 'ConfigError', 'DataError',
-           'numbered_jsonl', 'read_jsonl', 'read_json', 'append_jsonl', 'write_json', 'scratch_folder', 'stable_id',
-           'derive_seed', 'config_hash', 'check_shard', 'package_version', 'environment_info', 'cache_dir',
+           'numbered_jsonl', 'read_jsonl', 'read_json', 'append_jsonl', 'write_json', 'write_jsonl', 'scratch_folder',
+           'stable_id', 'derive_seed', 'config_hash', 'check_shard', 'package_version', 'environment_info', 'cache_dir',
            'notebook_markdown', 'profiles_dir', 'load_profile', 'held_identity', 'StageConfig']
 
 # %% ../nbs/00_core.ipynb #326b1350
@@ -132,13 +132,22 @@ def append_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
         for r in rows: f.write(json.dumps(r, ensure_ascii=False) + "\n")
         f.flush(); os.fsync(f.fileno())
 
-def write_json(path: str | Path, obj: Any) -> None:
-    "Write JSON atomically (temporary file, then rename), so a reader never sees half a file."
+def _write_atomically(path: str | Path, text: str) -> None:
+    "Write `text` to `path` through a temporary file and a rename, so a reader never sees half a file."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f: json.dump(obj, f, indent=2, ensure_ascii=False); f.write("\n")
+    with os.fdopen(fd, "w", encoding="utf-8") as f: f.write(text); f.flush(); os.fsync(f.fileno())
     os.replace(tmp, path)
+
+def write_json(path: str | Path, obj: Any) -> None:
+    "Write JSON atomically, so a reader never sees half a file."
+    _write_atomically(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
+    """Replace a JSON Lines file by `rows` atomically: a finished stage rewrites the rows it appended as they came
+    in the order it planned them."""
+    _write_atomically(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 _SCRATCH: list[tempfile.TemporaryDirectory] = []   # kept alive until the process ends, then each removes its folder
 

@@ -6,7 +6,9 @@
 from __future__ import annotations
 import random
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .core import (ConfigError, DataError, derive_seed, numbered_jsonl, read_json, read_jsonl,
                                     write_json)
@@ -18,11 +20,13 @@ from .train import (Method, TrainConfig, check_target_modules, curve_log_class, 
 from .utility import mix_counts, prompt_fits, utility_answers
 from .tables import Artifact, NotProduced, RunResults, figure_style, save_figure, why_missing
 from .train import last_mean
+if TYPE_CHECKING: import torch
 
 # %% auto #0
 __all__ = ['PAIR_FIELDS', 'read_pairs', 'diverging_token', 'usable_pairs', 'sample_pairs', 'utility_pairs', 'training_pairs',
-           'parting_window_collator', 'dpo_card_lines', 'train_dpo', 'dpo_check', 'check_dpo', 'mean_words_to_correct',
-           'before_after_table', 'write_comparison', 'build_dpo_training_curves']
+           'parting_window_collator', 'parting_lengths', 'shared_prefix', 'shared_prefix_trainer', 'dpo_card_lines',
+           'train_dpo', 'dpo_check', 'check_dpo', 'mean_words_to_correct', 'before_after_table', 'write_comparison',
+           'build_dpo_training_curves']
 
 # %% ../nbs/30_dpo.ipynb #82c051f6
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
@@ -127,6 +131,71 @@ def parting_window_collator(pad_token_id: int, max_length: int | None, window: i
             return super().torch_call(examples)
     return PartingWindowCollator(pad_token_id=pad_token_id, max_length=max_length)
 
+# %% ../nbs/30_dpo.ipynb #70ecd211
+def parting_lengths(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Leading tokens each pair's chosen row (first half of the batch) shares with its rejected row (second half),
+    keeping at least one token of each row for its tail."""
+    import torch
+    B, lengths = len(input_ids) // 2, attention_mask.sum(1)
+    same = (input_ids[:B] == input_ids[B:]) & (attention_mask[:B] == 1) & (attention_mask[B:] == 1)
+    return torch.minimum(same.long().cumprod(1).sum(1), torch.minimum(lengths[:B], lengths[B:]) - 1).clamp(min=0)
+
+def _two_passes(forward, config, input_ids, attention_mask, **kwargs):
+    "The decoder's output for a [chosen; rejected] batch, each pair's shared prefix encoded once."
+    import torch
+    from transformers import DynamicCache
+    B, L = len(input_ids) // 2, input_ids.shape[1]
+    shared, lengths = parting_lengths(input_ids, attention_mask), attention_mask.sum(1)
+    S, at = int(shared.max()), torch.arange(L, device=input_ids.device)
+    if S == 0: return forward(input_ids=input_ids, attention_mask=attention_mask, **kwargs)   # nothing to share
+    head_mask = (at[:S] < shared[:, None]).long()
+    head = forward(input_ids=input_ids[:B, :S], attention_mask=head_mask, use_cache=True, **kwargs)
+    starts = shared.repeat(2)                           # row j's tail starts after its pair's shared prefix
+    T = int((lengths - starts).max())
+    positions = starts[:, None] + at[:T]
+    tail_ids = input_ids.gather(1, positions.clamp(max=L - 1))
+    cache = DynamicCache(config=config)                 # both tails of a pair read its one prefix
+    for i, layer in enumerate(head.past_key_values.layers):
+        cache.update(torch.cat([layer.keys, layer.keys]), torch.cat([layer.values, layer.values]), i)
+    mask = torch.cat([head_mask.repeat(2, 1), (at[:T] < (lengths - starts)[:, None]).long()], 1)
+    tail = forward(input_ids=tail_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                   use_cache=True, **kwargs)
+    h_head = torch.nn.functional.pad(torch.cat([head.last_hidden_state] * 2), (0, 0, 0, L - S))
+    at_tail = (at[None] - starts[:, None]).clamp(0, T - 1)
+    h_tail = tail.last_hidden_state.gather(1, at_tail[..., None].expand(-1, -1, h_head.shape[-1]))
+    tail.last_hidden_state = torch.where((at[None] < starts[:, None])[..., None], h_head, h_tail)
+    tail.past_key_values = None
+    return tail
+
+@contextmanager
+def shared_prefix(*models):
+    """While active, the decoder of each of `models` (causal LMs, PEFT-wrapped or not) encodes a [chosen; rejected]
+    batch's shared prefixes once (see above); other calls (odd batches, a cache, embeddings) pass through."""
+    decoders = list({id(d): d for d in (
+        (m.get_base_model() if hasattr(m, "get_base_model") else m).get_decoder() for m in models)}.values())
+    for d in decoders:
+        plain = d.forward
+        def forward(input_ids=None, attention_mask=None, _plain=plain, _config=d.config, **kwargs):
+            if (input_ids is None or attention_mask is None or len(input_ids) % 2 or any(
+                    kwargs.get(k) is not None for k in ("past_key_values", "inputs_embeds", "position_ids"))):
+                return _plain(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+            rest = {k: v for k, v in kwargs.items() if k not in (
+                "past_key_values", "inputs_embeds", "position_ids", "use_cache", "cache_position")}
+            return _two_passes(_plain, _config, input_ids, attention_mask, **rest)
+        d.forward = forward
+    try: yield
+    finally:
+        for d in decoders: del d.forward
+
+def shared_prefix_trainer():
+    "TRL's DPOTrainer, its loss computed under `shared_prefix` (the policy's passes and a separate reference's)."
+    from trl import DPOTrainer
+    class SharedPrefixDPOTrainer(DPOTrainer):
+        def _compute_loss(self, model, inputs, return_outputs):
+            with shared_prefix(*[m for m in (self.model, self.ref_model) if m is not None]):
+                return super()._compute_loss(model, inputs, return_outputs)
+    return SharedPrefixDPOTrainer
+
 # %% ../nbs/30_dpo.ipynb #f149fa9f
 def dpo_card_lines(cfg: TrainConfig, data: dict) -> list[str]:
     "The data and loss lines of a C2-Syn DPO model card."
@@ -181,7 +250,11 @@ def train_dpo(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     args = DPOConfig(**trainer_args(cfg, out, device.startswith("cuda"), dtype, progress), beta=cfg.beta,
                      **(dict(loss_type=["sigmoid", "sft"],
                              loss_weights=[1.0, float(cfg.nll_weight)]) if cfg.nll_weight else {}))
-    trainer = DPOTrainer(model=model, args=args, train_dataset=train_set, processing_class=tok,
+    if cfg.share_prefix and args.gradient_checkpointing: raise ConfigError(
+        "share_prefix cannot run with gradient checkpointing, which is on for CUDA unless the profile says "
+        "gradient_checkpointing: false")
+    trainer = (shared_prefix_trainer() if cfg.share_prefix else DPOTrainer)(
+                         model=model, args=args, train_dataset=train_set, processing_class=tok,
                          data_collator=parting_window_collator(tok.pad_token_id, cfg.max_length, cfg.answer_window),
                          peft_config=lora_config(cfg) if cfg.finetune == "lora" else None,
                          callbacks=[curve_log_class()(out/"curves.jsonl")])

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from .core import (ConfigError, DataError, StageConfig, append_jsonl, environment_info, read_json,
-                                    read_jsonl, write_json)
+                                    read_jsonl, write_json, write_jsonl)
 from .data import SPLIT_PARTS, BenignRequest, benign_part, benign_pool, split_benign
 from .generate import (Backend, GenerationRequest, SamplingConfig, length_batches, make_backend,
                                         prompt_lengths)
@@ -163,8 +163,7 @@ def run_helpfulness(cfg: HelpConfig, out: str | Path, backend: Backend | None = 
         nlls.update((r["item_id"], r) for r in new)
     rows = [answers[r.request] for r in requests]
     if todo_a:   # the file holds the answers in request order, whichever batches or resumptions made them
-        tmp = out/"answers.jsonl.tmp"; tmp.unlink(missing_ok=True)
-        append_jsonl(tmp, rows); tmp.replace(out/"answers.jsonl")
+        write_jsonl(out/"answers.jsonl", rows)
     by_source = {}
     for r in rows: by_source.setdefault(r["source"], []).append(r)
     reasons = {}

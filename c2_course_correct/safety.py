@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .core import (ConfigError, DataError, StageConfig, append_jsonl, check_shard, derive_seed,
-                                    environment_info, read_json, read_jsonl, write_json)
+                                    environment_info, read_json, read_jsonl, write_json, write_jsonl)
 from .data import benign_requests, refusal_eval_rows, safety_benign, split_benign
 from .generate import (Backend, GenerationRequest, SamplingConfig, length_batches, make_backend,
                                         prompt_lengths)
@@ -352,10 +352,8 @@ def run_safety(cfg: SafetyConfig, out: str | Path, backend: Backend | None = Non
         return None
     # the files hold every row in planned order, whichever batches, resumptions or shards made them (the last shard
     # merges the others')
-    for name, rows in [("responses", [done[k] for k in expected]), ("benign", [benign_done[(q,)] for q in requests])]:
-        tmp = out/f"{name}.jsonl.tmp"
-        if tmp.exists(): tmp.unlink()
-        append_jsonl(tmp, rows); tmp.replace(out/f"{name}.jsonl")
+    write_jsonl(out/"responses.jsonl", [done[k] for k in expected])
+    write_jsonl(out/"benign.jsonl", [benign_done[(q,)] for q in requests])
     if (out/"work").exists(): shutil.rmtree(out/"work")
     rows = [r for r in done.values() if r["attack"] in cfg.attacks]
     brows = [benign_done[(q,)] for q in requests]

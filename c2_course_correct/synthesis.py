@@ -14,7 +14,7 @@ import numpy as np
 
 from .core import (C2_SYN, OPENERS, SPLIT_PUNCTUATION, TRIGGERS, ConfigError, DataError, StageConfig,
                                     append_jsonl, check_shard, derive_seed, environment_info, numbered_jsonl,
-                                    write_json)
+                                    write_json, write_jsonl)
 from .data import HarmfulPair, load_pairs, request_key, split_pairs
 from .generate import (Backend, GenerationRequest, SamplingConfig, length_batches, make_backend,
                                         prompt_lengths)
@@ -367,9 +367,7 @@ def finish_c2_syn(out: Path, cfg: SynthConfig, plans: Sequence[dict], done: dict
     pairs = [q for r in kept for q in preference_pairs(r)]
     for name, data in [("responses.jsonl", kept), ("drops.jsonl", [r for r in rows if not r["kept"]]), ("pairs.jsonl",
                                                                                                         pairs)]:
-        tmp = out/(name + ".tmp")
-        if tmp.exists(): tmp.unlink()
-        append_jsonl(tmp, data); tmp.replace(out/name)
+        write_jsonl(out/name, data)
     if pairs: Dataset.from_list(pairs).save_to_disk(str(out/"dataset"))
     stats = synth_stats(rows, left_out, timings, cfg)
     stats.update(config=cfg.identity(), dtype=cfg.rows_dtype(out) or dtype_name(cfg.device, cfg.dtype), judge=judge,

@@ -4,13 +4,13 @@
 
 # %% ../nbs/28_train.ipynb #17129c1a
 from __future__ import annotations
-import importlib, json, os, resource, sys, time
+import importlib, os, resource, sys, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from .core import (ConfigError, StageConfig, append_jsonl, environment_info,
-                                    profiles_dir, read_jsonl, write_json)
+                                    profiles_dir, read_jsonl, write_json, write_jsonl)
 from .data import split_benign
 
 # %% auto #0
@@ -106,13 +106,16 @@ class TrainConfig(StageConfig):
     answer_window: int | None = None
     min_diverging_tokens: int = 8           # tokens after the point where chosen and rejected part that must fit
     gradient_checkpointing: bool | None = None   # None: on for CUDA, off for CPU (where memory is not the limit)
+    # c2syn-dpo: read each pair's shared prompt and answer prefix once a step (dpo.shared_prefix); results agree with
+    # the plain step to float rounding, not bit for bit
+    share_prefix: bool = False
     merge: bool = False                     # also write the adapter merged into the base (merged/)
     save_steps: int = 10                    # checkpoint every this many optimizer steps
     device: str | None = None
     dtype: str | None = None                # None: bf16 on CUDA, fp32 on CPU
     seed: int = 0
 
-    STAGE, SECTION, NOT_IDENTITY = "training", "train", ("save_steps",)
+    STAGE, SECTION, NOT_IDENTITY, LATER = "training", "train", ("save_steps",), ("share_prefix",)
 
     def __post_init__(self):
         self.require_whole(("lora_r", "lora_alpha", "batch_size", "grad_accum", "max_length", "save_steps"))
@@ -169,6 +172,13 @@ class TrainConfig(StageConfig):
         if not (isinstance(self.utility_refusals, list) and self.utility_refusals and all(isinstance(
             r, str) and r.strip() for r in self.utility_refusals)):
             raise ConfigError(f"utility_refusals must be a non-empty list of refusals, got {self.utility_refusals!r}")
+        if not isinstance(self.share_prefix, bool): raise ConfigError(
+            f"share_prefix must be true or false, got {self.share_prefix!r}")
+        if self.share_prefix and self.method != "c2syn-dpo": raise ConfigError(
+            f"share_prefix reads a preference pair's shared prefix once: it applies to c2syn-dpo, not {self.method}")
+        if self.share_prefix and self.gradient_checkpointing: raise ConfigError(
+            "share_prefix keeps the shared prefix's keys and values for both answers, which gradient checkpointing "
+            "drops: set gradient_checkpointing: false (or share_prefix: false)")
 
     @classmethod
     def profile_defaults(cls, profile: dict) -> dict:
@@ -239,8 +249,7 @@ def trim_curves(path: Path, last_step: int) -> None:
     "Drop rows logged after `last_step` (a resumed run logs them again)."
     if not path.exists(): return
     rows = [r for r in read_jsonl(path, repair=True) if r["step"] <= last_step]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows)); tmp.replace(path)
+    write_jsonl(path, rows)
 
 def plot_curves(rows: list[dict], path: Path, title: str = "DPO training") -> Path:
     """Plot the loss and the trainer's own measures (DPO: reward margin and accuracy; SFT: token accuracy) against step

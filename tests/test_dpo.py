@@ -133,6 +133,37 @@ def test_resume_after_kill_matches_an_uninterrupted_run(run_c2cc, run_c2cc_kille
 
 # ---- bad config and bad pairs -------------------------------------------------------------------------------
 
+def test_a_shared_prefix_trains_as_the_plain_step_does(run_c2cc, tmp_path, pairs):
+    """`--share-prefix` reads each pair's shared prompt and answer prefix once a step: four steps give the losses,
+    reward margins and gradient norms of the plain run, and its adapter, to float rounding."""
+    from safetensors.torch import load_file
+    args = [*small(pairs), "--n-pairs", 8, "--batch-size", 2, "--max-steps", 4]
+    for name, more in [("plain", []), ("shared", ["--share-prefix"])]:
+        r = run_c2cc(*args, *more, "--out", tmp_path/name)
+        assert r.returncode == 0, r.stderr
+    plain, shared = (read_jsonl(tmp_path/n/"curves.jsonl") for n in ("plain", "shared"))
+    assert [c["step"] for c in shared] == [1, 2, 3, 4] and plain[-1]["loss"] < 0.69   # it learned something
+    for p, s in zip(plain, shared):
+        assert s["loss"] == pytest.approx(p["loss"], abs=1e-5) and s["reward_margin"] == pytest.approx(
+            p["reward_margin"], abs=1e-5) and s["grad_norm"] == pytest.approx(p["grad_norm"], rel=1e-5), (p, s)
+    a, b = (load_file(tmp_path/n/"adapter"/"adapter_model.safetensors") for n in ("plain", "shared"))
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-4) for k in a)
+    # the setting is in the shared run's identity, and the plain run's identity is what it was before the setting
+    assert read_json(tmp_path/"shared"/"config.json")["share_prefix"] is True
+    assert "share_prefix" not in read_json(tmp_path/"plain"/"config.json")
+
+
+def test_a_shared_prefix_is_refused_where_it_cannot_run():
+    from c2_course_correct.core import ConfigError
+    from c2_course_correct.train import TrainConfig
+    with pytest.raises(ConfigError, match="which gradient checkpointing drops: set gradient_checkpointing: false"):
+        TrainConfig(share_prefix=True, gradient_checkpointing=True)
+    with pytest.raises(ConfigError, match="it applies to c2syn-dpo, not recovery-sft"):
+        TrainConfig(share_prefix=True, method="recovery-sft", utility_data="default", utility_ratio=0.25)
+    with pytest.raises(ConfigError, match="share_prefix must be true or false, got 'yes'"):
+        TrainConfig(share_prefix="yes")
+
+
 def pairs_file(tmp_path, rows) -> Path:
     f = tmp_path/"pairs.jsonl"
     f.write_text("".join(json.dumps(r) + "\n" for r in rows))

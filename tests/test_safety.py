@@ -109,6 +109,25 @@ def test_make_safety_recipe_reproduces_the_committed_responses(repo, run_c2cc, t
     assert read_jsonl(tmp_path/"s"/"benign.jsonl") == read_jsonl(COMMITTED/"safety-base"/"benign.jsonl")
 
 
+def test_gcg_scoring_against_the_cached_head_finds_the_committed_suffix():
+    """GCG scores its candidates against one cache of the chat opening and the behavior; the committed run scored
+    every whole prompt. The same search on the default profile's first adaptive behavior finds the same suffix, step
+    by step."""
+    from c2_course_correct.attacks import gcg_attack
+    from c2_course_correct.core import derive_seed
+    from c2_course_correct.models import load_model
+    cfg = SafetyConfig.from_profile("default")
+    row = next(r for r in read_jsonl(COMMITTED/"safety-base"/"responses.jsonl") if r["attack"] == "gcg")
+    b = next(b for b in load_behaviors(cfg.behaviors, cfg.n_behaviors, cfg.seed)
+             if b.behavior_id == row["behavior_id"])
+    model, tok = load_model(cfg.model, "cpu", "float32")
+    res = gcg_attack(model, tok, b.behavior, cfg.gcg_steps, cfg.gcg_search_width, cfg.gcg_topk, cfg.gcg_suffix_tokens,
+                     derive_seed(cfg.seed, "gcg", b.behavior_id), early_stop=cfg.gcg_early_stop)
+    assert res.suffix == row["search"]["suffix"] and res.evaluations == row["search"]["evaluations"]
+    assert res.losses == pytest.approx(row["search"]["losses"], rel=1e-4) and len(res.losses) == cfg.gcg_steps
+    assert res.loss == pytest.approx(row["search"]["loss"], rel=1e-4)
+
+
 def test_two_shards_write_the_rows_of_one_run(run_c2cc, tmp_path):
     args = ["safety", "--profile", "smoke", "--attacks", "direct", "caesar", "gcg", "--quiet"]
     r = run_c2cc(*args, "--out", tmp_path/"one")
