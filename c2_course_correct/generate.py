@@ -407,12 +407,19 @@ class VLLMBackend:
         return texts
 
 # %% ../nbs/03_generate.ipynb #6e9f417b
-def length_batches(lengths: Sequence[int], size: int) -> list[list[int]]:
+def length_batches(lengths: Sequence[int], size: int, max_tokens: int | None = None) -> list[list[int]]:
     """Indices of `lengths` in batches of at most `size`, shortest first (ties in their order), so that each batch
-    pads little."""
+    pads little; with `max_tokens`, also at most that many padded tokens (rows x longest) a batch, or one longer
+    row alone."""
     if size < 1: raise ConfigError(f"batch size must be >= 1, got {size}")
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    return [order[s:s + size] for s in range(0, len(order), size)]
+    if max_tokens is not None and max_tokens < 1: raise ConfigError(f"max_tokens must be >= 1, got {max_tokens}")
+    batches: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        # sorted, so row i is the longest of any batch it joins
+        room = batches and len(batches[-1]) < size
+        if room and (max_tokens is None or (len(batches[-1]) + 1) * lengths[i] <= max_tokens): batches[-1].append(i)
+        else: batches.append([i])
+    return batches
 
 def prompt_lengths(tokenizer, prompts: Sequence[str]) -> list[int]:
     "Tokens in each rendered prompt."
