@@ -1,7 +1,8 @@
-"""Check the CUDA path in one short run: bf16 generation, C2-Eval, C2-Syn, a few DPO steps (`train_dpo`: TRL + LoRA)
-and, when vLLM is installed, C2-Eval through the `vllm` backend with the trained adapter served as LoRA.
+"""Check the CUDA path in one short run: bf16 generation, C2-Eval, C2-Syn, a few DPO steps (`train_dpo`: TRL + LoRA),
+DPO with `share_prefix` against the plain step, and, when vLLM is installed, C2-Eval through the `vllm` backend with
+the trained adapter served as LoRA.
 
-    python bench/gpu_check.py --model DIR --data FILE --out RESULTS.json [--random-init]
+    python bench/gpu_check.py --model DIR --data FILE --out RESULTS.json [--random-init [--width W]] [--checks NAME ...]
 
 Meant for a lent GPU machine with a few minutes: every check runs even if an earlier one failed, and the
 results (timings, device, versions, errors) go to one JSON file. The vLLM check compares its decoding rate with
@@ -16,9 +17,13 @@ from pathlib import Path
 BANDWIDTH = {"H100": 3.35e12, "H200": 4.8e12, "A100": 2.0e12, "L40S": 0.864e12}   # bytes/s, the cards' datasheets
 
 
-def check(results: dict, name: str):
-    "Decorator: run a check, store its result or its error under `name`."
+CHECKS = ("generation_bf16", "c2_eval", "c2_syn", "dpo_bf16", "dpo_share_prefix", "vllm_c2_eval")
+
+
+def check(results: dict, name: str, only: list[str]):
+    "Decorator: run a check (if it is among `only`), store its result or its error under `name`."
     def run(fn):
+        if name not in only: return
         t0 = time.perf_counter()
         try: results[name] = dict(ok=True, **fn())
         except Exception as e: results[name] = dict(ok=False, error=f"{type(e).__name__}: {e}", trace=traceback.format_exc()[-2000:])
@@ -33,6 +38,10 @@ def main() -> None:
     ap.add_argument("--data", required=True, help="harmful pairs file (as for c2cc --data)")
     ap.add_argument("--random-init", action="store_true", help="random weights from the folder's config")
     ap.add_argument("--out", required=True, help="results JSON")
+    ap.add_argument("--checks", nargs="+", choices=CHECKS, default=list(CHECKS),
+                    help="run only these (the DPO checks train on the c2_syn check's pairs)")
+    ap.add_argument("--width", type=float, default=1.0,
+                    help="with --random-init: scale the model's hidden and MLP sizes (4: about 1.8B parameters)")
     args = ap.parse_args()
     import torch, transformers
     from c2_course_correct.core import environment_info
@@ -43,11 +52,16 @@ def main() -> None:
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
         torch.manual_seed(0)
         model_dir = tempfile.mkdtemp()
-        AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(args.model)).save_pretrained(model_dir)
+        config = AutoConfig.from_pretrained(args.model)
+        if args.width != 1:   # the heads keep their count and grow wider
+            config.head_dim = round(config.head_dim * args.width / 32) * 32
+            config.hidden_size = config.num_attention_heads * config.head_dim
+            config.intermediate_size = round(config.intermediate_size * args.width / 64) * 64
+        AutoModelForCausalLM.from_config(config).save_pretrained(model_dir)
         AutoTokenizer.from_pretrained(args.model).save_pretrained(model_dir)
     work = Path(tempfile.mkdtemp())
 
-    @check(results, "generation_bf16")
+    @check(results, "generation_bf16", args.checks)
     def _():
         from c2_course_correct.generate import GenerationRequest, HFBackend, SamplingConfig
         from c2_course_correct.models import prefill_prompt
@@ -68,7 +82,7 @@ def main() -> None:
                     sequences=sum(map(len, outs)), generated_tokens=n_tok, tokens_per_s=round(n_tok / dt, 1),
                     peak_memory_gb=round(torch.cuda.max_memory_allocated() / 2**30, 2))
 
-    @check(results, "c2_eval")
+    @check(results, "c2_eval", args.checks)
     def _():
         from c2_course_correct.benchmark import EvalConfig, run_c2_eval
         cfg = EvalConfig.from_profile("smoke", model=model_dir, data=args.data, n_items=20, samples=2,
@@ -76,7 +90,7 @@ def main() -> None:
         sm = run_c2_eval(cfg, work/"eval", progress=False)
         return dict(paths=sm["timings"]["paths_generated"], paths_per_s=sm["timings"]["paths_per_s"], corr_mean=sm["corr_mean"])
 
-    @check(results, "c2_syn")
+    @check(results, "c2_syn", args.checks + ["c2_syn"] * any(c.startswith("dpo") for c in args.checks))
     def _():
         from c2_course_correct.synthesis import SynthConfig, run_c2_syn
         cfg = SynthConfig.from_profile("default", model=model_dir, data=args.data, eval_data=args.data, n_requests=60,
@@ -84,7 +98,7 @@ def main() -> None:
         st = run_c2_syn(cfg, work/"synth", progress=False)
         return dict(kept=st["requests_kept"], pairs=st["pairs"], throughput=st["throughput"])
 
-    @check(results, "dpo_bf16")
+    @check(results, "dpo_bf16", args.checks)
     def _():
         from c2_course_correct.benchmark import EvalConfig, run_c2_eval
         from c2_course_correct.dpo import train_dpo
@@ -98,7 +112,40 @@ def main() -> None:
                     gradient_checkpointing=True, peak_memory_gb=st["peak_memory_gib"], final=st["final"],
                     trained_eval_corr_mean=sm["corr_mean"])
 
-    @check(results, "vllm_c2_eval")
+    @check(results, "dpo_share_prefix", args.checks)
+    def _():
+        # the shared-prefix step against the plain one, both without gradient checkpointing (which drops the cache),
+        # on whole answers (the paper profile's) and on the default profile's 48-token window after the parting point
+        from transformers import AutoConfig, AutoModelForCausalLM
+        from c2_course_correct.core import read_jsonl
+        from c2_course_correct.dpo import train_dpo
+        from c2_course_correct.train import TrainConfig
+        with torch.device("meta"):   # counts parameters without allocating them
+            params = sum(p.numel() for p in AutoModelForCausalLM.from_config(
+                AutoConfig.from_pretrained(model_dir)).parameters())
+        out = dict(parameters=params)
+        for window in (None, 48):
+            runs = {}
+            for name, share in (("plain", False), ("shared", True)):
+                cfg = TrainConfig.from_profile("default", model=model_dir, pairs=str(work/"synth"), n_pairs=48,
+                                               max_steps=6, batch_size=8, max_length=512, answer_window=window,
+                                               save_steps=6, gradient_checkpointing=False, share_prefix=share,
+                                               device="cuda")
+                torch.cuda.reset_peak_memory_stats()
+                run = work/f"dpo-{name}-{window}"
+                st = train_dpo(cfg, run, progress=False)
+                runs[name] = dict(st, losses=[c["loss"] for c in read_jsonl(run/"curves.jsonl")])
+            plain, shared = runs["plain"], runs["shared"]
+            out[f"answer_window_{window}"] = dict(
+                dtype=shared["dtype"],
+                seconds_per_step=dict(plain=plain["seconds_per_step"], shared=shared["seconds_per_step"]),
+                ratio=round(shared["seconds_per_step"] / plain["seconds_per_step"], 3),
+                peak_memory_gb=dict(plain=plain["peak_memory_gib"], shared=shared["peak_memory_gib"]),
+                losses=dict(plain=plain["losses"], shared=shared["losses"]),
+                max_loss_difference=max(abs(x - y) for x, y in zip(plain["losses"], shared["losses"])))
+        return out
+
+    @check(results, "vllm_c2_eval", args.checks)
     def _():
         from c2_course_correct.benchmark import EvalConfig, run_c2_eval
         from c2_course_correct.generate import VLLMBackend

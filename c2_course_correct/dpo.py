@@ -24,9 +24,9 @@ if TYPE_CHECKING: import torch
 
 # %% auto #0
 __all__ = ['PAIR_FIELDS', 'read_pairs', 'diverging_token', 'usable_pairs', 'sample_pairs', 'utility_pairs', 'training_pairs',
-           'parting_window_collator', 'parting_lengths', 'shared_prefix', 'shared_prefix_trainer', 'dpo_card_lines',
-           'train_dpo', 'dpo_check', 'check_dpo', 'mean_words_to_correct', 'before_after_table', 'write_comparison',
-           'build_dpo_training_curves']
+           'parting_window_collator', 'parting_lengths', 'shared_prefix', 'scored_positions_only',
+           'shared_prefix_trainer', 'dpo_card_lines', 'train_dpo', 'dpo_check', 'check_dpo', 'mean_words_to_correct',
+           'before_after_table', 'write_comparison', 'build_dpo_training_curves']
 
 # %% ../nbs/30_dpo.ipynb #82c051f6
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
@@ -187,12 +187,28 @@ def shared_prefix(*models):
     finally:
         for d in decoders: del d.forward
 
+@contextmanager
+def scored_positions_only():
+    """While active, TRL's fused log-prob head projects only the positions whose log-probs it returns (the answers'),
+    on every device. TRL does so on CUDA and XPU only and projects every position elsewhere, prompts and padding too
+    (one shape for every batch, for compilers such as Neuron's): on a CPU, discarded rows of the vocabulary product."""
+    import warnings
+    import trl.trainer.utils as trl_utils
+    if not callable(getattr(trl_utils, "_use_triton", None)):   # a TRL that decides this otherwise: only slower
+        warnings.warn("this TRL has no trl.trainer.utils._use_triton; its fused head runs as TRL decides")
+        yield; return
+    plain = trl_utils._use_triton
+    trl_utils._use_triton = lambda device: True   # read there only to choose the compact layout; kernels choose apart
+    try: yield
+    finally: trl_utils._use_triton = plain
+
 def shared_prefix_trainer():
-    "TRL's DPOTrainer, its loss computed under `shared_prefix` (the policy's passes and a separate reference's)."
+    """TRL's DPOTrainer, its loss computed under `shared_prefix` (the policy's passes and a separate reference's) and
+    `scored_positions_only`."""
     from trl import DPOTrainer
     class SharedPrefixDPOTrainer(DPOTrainer):
         def _compute_loss(self, model, inputs, return_outputs):
-            with shared_prefix(*[m for m in (self.model, self.ref_model) if m is not None]):
+            with shared_prefix(*[m for m in (self.model, self.ref_model) if m is not None]), scored_positions_only():
                 return super()._compute_loss(model, inputs, return_outputs)
     return SharedPrefixDPOTrainer
 

@@ -106,8 +106,9 @@ class TrainConfig(StageConfig):
     answer_window: int | None = None
     min_diverging_tokens: int = 8           # tokens after the point where chosen and rejected part that must fit
     gradient_checkpointing: bool | None = None   # None: on for CUDA, off for CPU (where memory is not the limit)
-    # c2syn-dpo: read each pair's shared prompt and answer prefix once a step (dpo.shared_prefix); results agree with
-    # the plain step to float rounding, not bit for bit
+    # c2syn-dpo: read each pair's shared prompt and answer prefix once a step (dpo.shared_prefix) and project only the
+    # answers' positions through the vocabulary (dpo.scored_positions_only); results agree with the plain step to float
+    # rounding, not bit for bit. A CPU lever: on a GPU it did not pay (BENCHMARKS.md)
     share_prefix: bool = False
     merge: bool = False                     # also write the adapter merged into the base (merged/)
     save_steps: int = 10                    # checkpoint every this many optimizer steps
