@@ -17,8 +17,8 @@ from .data import package_file
 # %% auto #0
 __all__ = ['DEFAULT_MODEL_NAME', 'BF16_NEEDED', 'GQA_ATTENTION', 'RESET_TOKEN', 'default_gguf_path', 'save_plain_copy',
            'cached_plain_copy', 'default_model_dir', 'ModelSource', 'adapter_base', 'resolve_model', 'matmul_rate',
-           'cpu_bf16_speedup', 'pick_device_dtype', 'dtype_name', 'use_gqa_attention', 'load_tokenizer', 'load_model',
-           'after_reset', 'TemplateError', 'prefill_prompt', 'chat_prompt']
+           'cpu_bf16_speedup', 'pick_device_dtype', 'dtype_name', 'use_gqa_attention', 'contiguous_head_input',
+           'load_tokenizer', 'load_model', 'after_reset', 'TemplateError', 'prefill_prompt', 'chat_prompt']
 
 # %% ../nbs/02_models.ipynb #6d5c84db
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -181,6 +181,18 @@ def use_gqa_attention(model) -> bool:
     except (ValueError, AttributeError): return False
     return True
 
+# %% ../nbs/02_models.ipynb #4d3706f1
+def _contiguous_input(module, args: tuple) -> tuple:
+    "Forward pre-hook: the module's first input, contiguous."
+    return (args[0].contiguous(), *args[1:])
+
+def contiguous_head_input(model) -> bool:
+    "Make `model`'s output head read its input contiguous (see above); returns whether it installed the hook now."
+    head = model.get_output_embeddings()
+    if head is None or _contiguous_input in head._forward_pre_hooks.values(): return False
+    head.register_forward_pre_hook(_contiguous_input)
+    return True
+
 # %% ../nbs/02_models.ipynb #86deda6f
 def load_tokenizer(name: str):
     "Tokenizer of a model, with left padding and a pad token, ready for batched generation."
@@ -211,7 +223,9 @@ def load_model(name: str, device: str | None = None, dtype: str | None = None):
         if len(tok) > base.get_input_embeddings().num_embeddings:
             base.resize_token_embeddings(len(tok), mean_resizing=False)
         # merged weights generate at the base model's speed; the base copy in memory is replaced, not kept
-        return PeftModel.from_pretrained(base, src.path).merge_and_unload().eval(), tok
+        model = PeftModel.from_pretrained(base, src.path).merge_and_unload().eval()
+        contiguous_head_input(model)   # resizing may have made a new head
+        return model, tok
     device, torch_dtype = pick_device_dtype(device, dtype)
     tok = load_tokenizer(name)
     kw = dict(dtype=torch_dtype)
@@ -219,6 +233,7 @@ def load_model(name: str, device: str | None = None, dtype: str | None = None):
                                                                         gguf_file=Path(src.path).name, **kw)
     else: model = AutoModelForCausalLM.from_pretrained(src.path, **kw)
     if device == "cpu": use_gqa_attention(model)
+    contiguous_head_input(model)
     return model.to(device).eval(), tok
 
 # %% ../nbs/02_models.ipynb #c1757277

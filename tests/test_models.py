@@ -95,3 +95,26 @@ def test_a_loaded_adapter_is_merged_and_answers_as_the_adapter_does(repo):
     reqs = [GenerationRequest(p, (0,)) for p in prompts]
     assert (HFBackend(loaded=(merged, tok)).generate(reqs, greedy, progress=False)
             == HFBackend(loaded=(unmerged, tok)).generate(reqs, greedy, progress=False))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_a_frozen_head_reads_its_input_contiguous_with_the_same_results(repo, dtype):
+    """A merged adapter's weights are frozen, and for a frozen head PyTorch copies the whole `[hidden, vocab]` weight
+    per row when it is handed a slice of positions (`logits_to_keep`); `load_model` makes the head read its input
+    contiguous. The attacks' target losses and the greedy answers are the same bits with and without it."""
+    from c2_course_correct.attacks import target_loss
+    from c2_course_correct.data import load_pairs
+    from c2_course_correct.generate import GenerationRequest, HFBackend, SamplingConfig
+    from c2_course_correct.models import contiguous_head_input
+    merged, tok = load_model(str(repo/"outputs"/"default"/"train"/"adapter"), dtype=dtype)
+    assert not any(p.requires_grad for p in merged.parameters())
+    users = [p.request for p in load_pairs()[:4]]
+    reqs = [GenerationRequest(prefill_prompt(tok, u, "Sure, here is"), (0,)) for u in users]
+    greedy = SamplingConfig(temperature=0, max_new_tokens=8)
+    def results():
+        return target_loss(merged, tok, users, batch_size=4), HFBackend(loaded=(merged, tok)).generate(
+            reqs, greedy, progress=False)
+    hooked = results()
+    merged.get_output_embeddings()._forward_pre_hooks.clear()
+    assert results() == hooked
+    assert contiguous_head_input(merged) and not contiguous_head_input(merged)   # installed once
