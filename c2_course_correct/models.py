@@ -212,7 +212,7 @@ def load_tokenizer(name: str):
 
 def load_model(name: str, device: str | None = None, dtype: str | None = None):
     """Load `(model, tokenizer)` for `name` (see `resolve_model`) on `device` in `dtype` (see `pick_device_dtype`); an
-    adapter is merged into its base."""
+    adapter is merged into its base, and the output head reads its input contiguous (`contiguous_head_input`)."""
     from transformers import AutoModelForCausalLM
     src = resolve_model(name)
     if src.kind == "adapter":

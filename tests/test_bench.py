@@ -4,7 +4,7 @@ import re, subprocess, sys
 import pytest
 
 SCRIPTS = ["c2eval_throughput.py", "c2syn_throughput.py", "dpo_throughput.py", "cost_model.py", "gpu_check.py", "stage_profile.py",
-           "safety_batches.py"]
+           "safety_batches.py", "safety_stage.py"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
