@@ -90,7 +90,10 @@ def main() -> None:
         sm = run_c2_eval(cfg, work/"eval", progress=False)
         return dict(paths=sm["timings"]["paths_generated"], paths_per_s=sm["timings"]["paths_per_s"], corr_mean=sm["corr_mean"])
 
-    @check(results, "c2_syn", args.checks + ["c2_syn"] * any(c.startswith("dpo") for c in args.checks))
+    if any(c.startswith("dpo") for c in args.checks) and "c2_syn" not in args.checks:
+        args.checks.append("c2_syn")   # the DPO checks train on the pairs it makes
+
+    @check(results, "c2_syn", args.checks)
     def _():
         from c2_course_correct.synthesis import SynthConfig, run_c2_syn
         cfg = SynthConfig.from_profile("default", model=model_dir, data=args.data, eval_data=args.data, n_requests=60,
