@@ -15,7 +15,7 @@ OUT ?= outputs/local/default
 # else fp32; DTYPE= keeps the profile's own, fp32 on CPU, which reproduces the committed rows exactly
 DTYPE ?= auto
 
-.PHONY: reproduce eval synth train eval-trained safety safety-trained helpfulness helpfulness-trained sweep arena test bench export readme clean-nbs
+.PHONY: reproduce eval synth train eval-trained safety safety-trained helpfulness helpfulness-trained sweep arena test test-fast bench export readme clean-nbs
 reproduce: $(VENV)/.installed
 	$(BIN)/c2cc reproduce --profile default --out $(OUT) $(if $(DTYPE),--dtype $(DTYPE))
 
@@ -57,6 +57,11 @@ arena: $(VENV)/.installed
 # overlap, while the arithmetic still fills the cores (more workers would each hold a model and a vLLM cache)
 test: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests -v -p no:cacheprovider --durations=20 -n 2 --dist worksteal
+
+# the inner loop: every test that trains nothing and generates no more than a few tokens (`-m "not slow"`), in about a
+# minute; `make test` runs them all
+test-fast: $(VENV)/.installed
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests -m "not slow" -q -p no:cacheprovider --durations=10 -n 2 --dist worksteal
 
 # in make reproduce's dtype (DTYPE: auto unless given; DTYPE= is fp32, the reference loop's); the script prints which
 bench: $(VENV)/.installed

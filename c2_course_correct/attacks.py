@@ -219,14 +219,13 @@ def target_loss(model, tok, users: Sequence[str], target: str = GCG_TARGET, batc
     rows = [tok(before + u + after, add_special_tokens=False).input_ids + tgt for u in users]
     losses = [0.0] * len(rows)
     for batch in length_batches([len(r) for r in rows], batch_size, batch_tokens):
-        ids = [rows[j] for j in batch]
-        n = max(map(len, ids))
-        x = torch.tensor([[tok.pad_token_id or 0] * (n - len(i)) + i for i in ids], device=model.device)
-        mask = torch.tensor([[0] * (n - len(i)) + [1] * len(i) for i in ids], device=model.device)
+        padded = tok.pad({"input_ids": [rows[j] for j in batch]}, padding=True, padding_side="left",
+                         return_tensors="pt").to(model.device)
+        mask = padded.attention_mask
         pos = (mask.cumsum(1) - 1).clamp(min=0)   # left padding must not shift positions
-        with torch.no_grad(): logits = model(input_ids=x, attention_mask=mask, position_ids=pos,
+        with torch.no_grad(): logits = model(input_ids=padded.input_ids, attention_mask=mask, position_ids=pos,
                                              logits_to_keep=len(tgt) + 1).logits[:, :-1].float()
-        y = torch.tensor(tgt, device=model.device).expand(len(ids), -1)
+        y = torch.tensor(tgt, device=model.device).expand(len(batch), -1)
         for j, v in zip(batch, torch.nn.functional.cross_entropy(logits.transpose(1, 2), y,
                                                                  reduction="none").mean(1).tolist()): losses[j] = v
     return losses

@@ -174,10 +174,9 @@ def run_c2_eval(cfg: EvalConfig, out: str | Path, backend: Backend | None = None
     judge = judge or make_judge(cfg.judge, model=cfg.judge_model, base_url=cfg.judge_base_url)
     t_gen = t_judge = 0.0; generated = 0
     if pending:
-        backend = backend or make_backend(cfg.backend, cfg.model, device=cfg.device, dtype=cfg.run_dtype(out),
-                                          batch_size=cfg.batch_size,
-                                                tensor_parallel_size=cfg.tensor_parallel_size)
-        cfg.claim_dtype(out, backend.dtype)
+        backend = cfg.computing(out, lambda dtype: backend or make_backend(
+            cfg.backend, cfg.model, device=cfg.device, dtype=dtype, batch_size=cfg.batch_size,
+            tensor_parallel_size=cfg.tensor_parallel_size))
         groups = list(pending.values())
         per_chunk = max(1, cfg.batch_size // cfg.samples)
         for start in range(0, len(groups), per_chunk):

@@ -99,13 +99,17 @@ def _train_parser(sub) -> None:
     p.add_argument("--share-prefix", action="store_true", default=None,
                    help="c2syn-dpo: read each pair's shared prompt and answer prefix once a step (results agree to "
                         "float rounding)")
+    p.add_argument("--scored-positions-only", action="store_true", default=None,
+                   help="TRL's fused log-prob head projects only the scored positions through the vocabulary, on a CPU "
+                        "too (c2syn-dpo, recovery-sft, derta; results agree to float rounding)")
     p.add_argument("--out", default=None, help="output folder (default: outputs/<profile>/train)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 def cmd_train(args) -> int:
     "Train the configured method from parsed arguments and print where the trained model is."
     over = option_overrides(args, TRAIN_OPTIONS) | ({"merge": True} if args.merge else {}) | (
-        {"share_prefix": True} if args.share_prefix else {})
+        {"share_prefix": True} if args.share_prefix else {}) | (
+        {"scored_positions_only": True} if args.scored_positions_only else {})
     cfg = TrainConfig.from_profile(args.profile, **over)
     out = Path(args.out or Path("outputs")/Path(args.profile).stem/"train")
     if n := launcher_processes():   # `accelerate launch --cpu --num_processes n` started this one process only

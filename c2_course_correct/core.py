@@ -13,9 +13,9 @@ from typing import Any, Iterable
 # %% auto #0
 __all__ = ['OPENERS', 'TRIGGERS', 'SPLIT_PUNCTUATION', 'C2_EVAL', 'C2_SYN', 'JUDGE_PROMPT', 'JUDGE_SETTINGS',
            'PAPER_MODELS_C2_EVAL', 'PAPER_MODELS_TRAINED', 'ROWS_DTYPE', 'C2Error', 'ConfigError', 'DataError',
-           'numbered_jsonl', 'read_jsonl', 'read_json', 'append_jsonl', 'write_json', 'write_jsonl', 'scratch_folder',
+           'numbered_jsonl', 'read_jsonl', 'read_json', 'append_jsonl', 'write_json', 'rewrite_jsonl', 'scratch_folder',
            'stable_id', 'derive_seed', 'config_hash', 'check_shard', 'package_version', 'environment_info', 'cache_dir',
-           'notebook_markdown', 'profiles_dir', 'load_profile', 'held_identity', 'StageConfig']
+           'notebook_markdown', 'profiles_dir', 'load_profile', 'dtype_text', 'held_identity', 'StageConfig']
 
 # %% ../nbs/00_core.ipynb #326b1350
 OPENERS: list[str] = [
@@ -144,7 +144,7 @@ def write_json(path: str | Path, obj: Any) -> None:
     "Write JSON atomically, so a reader never sees half a file."
     _write_atomically(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
-def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
+def rewrite_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
     """Replace a JSON Lines file by `rows` atomically: a finished stage rewrites the rows it appended as they came
     in the order it planned them."""
     _write_atomically(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
@@ -237,6 +237,10 @@ def load_profile(name_or_path: str | Path) -> dict:
 # %% ../nbs/00_core.ipynb #05c02c98
 ROWS_DTYPE = "rows_dtype"   # the key of config.json that names the dtype a stage's rows were computed in
 
+def dtype_text(dtype) -> str:
+    "The name records give a dtype: `float32` for `torch.float32` (or for the name itself)."
+    return str(dtype).removeprefix("torch.")
+
 def held_identity(folder: str | Path) -> dict | None:
     "The settings a run folder's config.json holds, without the dtype record beside them (None when it has none)."
     f = Path(folder)/"config.json"
@@ -310,6 +314,15 @@ class StageConfig:
         has rows, is the dtype they were computed in (auto is decided per machine; a resumed run keeps its choice)."""
         dtype = getattr(self, "dtype", None)
         return (self.rows_dtype(out) or dtype) if dtype == "auto" else dtype
+
+    def computing(self, out: str | Path, load, claim: bool = True):
+        """What computes this stage's rows in `out`, and the one guard of their dtype: `load(dtype)` with the run's
+        dtype (`run_dtype`), then `claim_dtype` with the dtype what it loaded computes in (`claim=False` on a process
+        that writes nothing). `load` gives a backend (its `dtype`) or a `(model, tokenizer)` pair."""
+        made = load(self.run_dtype(out))
+        if claim: self.claim_dtype(out, made.dtype if hasattr(made, "dtype") else dtype_text(
+            next(made[0].parameters()).dtype))
+        return made
 
     def claim_dtype(self, out: str | Path, dtype: str) -> None:
         """Record in `out/config.json` (written by `claim`) the dtype this process computes the stage's rows in, or

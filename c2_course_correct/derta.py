@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .models import load_model
-from .sft import (CHECK_RECORDS, check_inputs, label_scores, mean4, prefix_length, prompt_ids,
+from .sft import (check_inputs, label_scores, mean4, prefix_length, prompt_ids,
                                    recovery_check,
                                    recovery_example, token_ids, train_sft)
 from .train import Method, TrainConfig, register
@@ -33,10 +33,10 @@ def derta_record(cfg: TrainConfig, tok, ex: dict, i: int, cycle: int) -> dict:
 
 
 # %% ../nbs/33_derta.ipynb #b2459d61
-def rto_check(base, trained, records: list[dict]) -> dict:
+def rto_check(base, trained, records: list[dict], n: int) -> dict:
     """The refusal's first token at the harmful positions of RTO records: mean log-probability and top-1 share, base and
     trained."""
-    recs = [r for r in records if r["kind"] == "rto"][:CHECK_RECORDS]
+    recs = [r for r in records if r["kind"] == "rto"][:n]
     # s[0]: the position before any harmful token
     b, t = ([x for s in label_scores(m, recs) for x in s[1:]] for m in (base, trained))
     gain = mean4([x for x, _ in t]) - mean4([x for x, _ in b])
@@ -56,6 +56,7 @@ def check_derta(cfg: TrainConfig, out: str | Path) -> dict:
     (`sft.recovery_check`)."""
     trained, tok, records = check_inputs(cfg, out)
     base = load_model(cfg.model, cfg.device, cfg.dtype)[0]
-    return dict(rto_check(base, trained, records), mle=recovery_check(base, trained, records))
+    n = cfg.check_records
+    return dict(rto_check(base, trained, records, n), mle=recovery_check(base, trained, records, n))
 
 register(Method("derta", "DeRTa (MLE + RTO)", train_derta, check_derta, derta_record))

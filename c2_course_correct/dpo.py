@@ -10,13 +10,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .core import (ConfigError, DataError, derive_seed, numbered_jsonl, read_json, read_jsonl,
-                                    write_json)
+from .core import (ConfigError, DataError, derive_seed, dtype_text, numbered_jsonl, read_json,
+                                    read_jsonl, write_json)
 from .models import load_model, resolve_model
 from .stats import compare_runs, paired_change
 from .train import (Method, TrainConfig, check_target_modules, curve_log_class, fit_and_save,
-                                     lora_config, process_rank,
-                                     register, trainer_args)
+                                     lora_config, loss_scoped, process_rank, register, scored_positions_only,
+                                     trainer_args)
 from .utility import mix_counts, prompt_fits, utility_answers
 from .tables import Artifact, NotProduced, RunResults, figure_style, save_figure, why_missing
 from .train import last_mean
@@ -24,9 +24,9 @@ if TYPE_CHECKING: import torch
 
 # %% auto #0
 __all__ = ['PAIR_FIELDS', 'read_pairs', 'diverging_token', 'usable_pairs', 'sample_pairs', 'utility_pairs', 'training_pairs',
-           'parting_window_collator', 'parting_lengths', 'shared_prefix', 'scored_positions_only',
-           'shared_prefix_trainer', 'dpo_card_lines', 'train_dpo', 'dpo_check', 'check_dpo', 'mean_words_to_correct',
-           'before_after_table', 'write_comparison', 'build_dpo_training_curves']
+           'parting_window_collator', 'parting_lengths', 'shared_prefix', 'dpo_trainer', 'dpo_card_lines', 'train_dpo',
+           'dpo_check', 'check_dpo', 'mean_words_to_correct', 'before_after_table', 'write_comparison',
+           'build_dpo_training_curves']
 
 # %% ../nbs/30_dpo.ipynb #82c051f6
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
@@ -187,30 +187,13 @@ def shared_prefix(*models):
     finally:
         for d in decoders: del d.forward
 
-@contextmanager
-def scored_positions_only():
-    """While active, TRL's fused log-prob head projects only the positions whose log-probs it returns (the answers'),
-    on every device. TRL does so on CUDA and XPU only and projects every position elsewhere, prompts and padding too
-    (one shape for every batch, for compilers such as Neuron's): on a CPU, discarded rows of the vocabulary product."""
-    import warnings
-    import trl.trainer.utils as trl_utils
-    if not callable(getattr(trl_utils, "_use_triton", None)):   # a TRL that decides this otherwise: only slower
-        warnings.warn("this TRL has no trl.trainer.utils._use_triton; its fused head runs as TRL decides")
-        yield; return
-    plain = trl_utils._use_triton
-    trl_utils._use_triton = lambda device: True   # read there only to choose the compact layout; kernels choose apart
-    try: yield
-    finally: trl_utils._use_triton = plain
-
-def shared_prefix_trainer():
-    """TRL's DPOTrainer, its loss computed under `shared_prefix` (the policy's passes and a separate reference's) and
-    `scored_positions_only`."""
+def dpo_trainer(cfg: TrainConfig):
+    """TRL's DPOTrainer, its losses computed under `shared_prefix` (the policy's passes and a separate reference's) and
+    `train.scored_positions_only`, as `cfg` asks."""
     from trl import DPOTrainer
-    class SharedPrefixDPOTrainer(DPOTrainer):
-        def _compute_loss(self, model, inputs, return_outputs):
-            with shared_prefix(*[m for m in (self.model, self.ref_model) if m is not None]), scored_positions_only():
-                return super()._compute_loss(model, inputs, return_outputs)
-    return SharedPrefixDPOTrainer
+    return loss_scoped(DPOTrainer, *(
+        [lambda t: shared_prefix(*[m for m in (t.model, t.ref_model) if m is not None])] if cfg.share_prefix else []),
+        *([lambda t: scored_positions_only()] if cfg.scored_positions_only else []))
 
 # %% ../nbs/30_dpo.ipynb #f149fa9f
 def dpo_card_lines(cfg: TrainConfig, data: dict) -> list[str]:
@@ -245,8 +228,9 @@ def train_dpo(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     from datasets import Dataset
     from transformers import set_seed
     from trl import DPOConfig, DPOTrainer
-    model, tok = load_model(cfg.model, cfg.device, cfg.run_dtype(out))
-    device, dtype = str(next(model.parameters()).device), str(next(model.parameters()).dtype).replace("torch.", "")
+    # a checkpoint written in one dtype is not resumed in another
+    model, tok = cfg.computing(out, lambda dtype: load_model(cfg.model, cfg.device, dtype), claim=main)
+    device, dtype = str(model.device), dtype_text(model.dtype)
     if cfg.finetune == "lora": check_target_modules(model, cfg.target_modules, cfg.model)
     usable, dropped = usable_pairs(pairs, tok, cfg.max_length, cfg.min_diverging_tokens)
     if not usable and cfg.utility_ratio < 1: raise DataError(
@@ -269,7 +253,7 @@ def train_dpo(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     if cfg.share_prefix and args.gradient_checkpointing: raise ConfigError(
         "share_prefix cannot run with gradient checkpointing, which is on for CUDA unless the profile says "
         "gradient_checkpointing: false")
-    trainer = (shared_prefix_trainer() if cfg.share_prefix else DPOTrainer)(
+    trainer = dpo_trainer(cfg)(
                          model=model, args=args, train_dataset=train_set, processing_class=tok,
                          data_collator=parting_window_collator(tok.pad_token_id, cfg.max_length, cfg.answer_window),
                          peft_config=lora_config(cfg) if cfg.finetune == "lora" else None,

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Protocol, Sequence
 
 if TYPE_CHECKING: import torch
 
-from .core import C2Error, ConfigError
+from .core import C2Error, ConfigError, dtype_text
 
 # %% auto #0
-__all__ = ['BACKENDS', 'SamplingConfig', 'GenerationRequest', 'Backend', 'sample_next', 'keep_freed_memory', 'HFBackend',
-           'vllm_source', 'VLLMBackend', 'length_batches', 'prompt_lengths', 'make_backend']
+__all__ = ['BACKENDS', 'SamplingConfig', 'GenerationRequest', 'Backend', 'sample_next', 'length_batches', 'prompt_lengths',
+           'prompt_batches', 'keep_freed_memory', 'HFBackend', 'vllm_source', 'VLLMBackend', 'make_backend']
 
 # %% ../nbs/03_generate.ipynb #fad674a1
 @dataclass(frozen=True)
@@ -61,6 +61,30 @@ def sample_next(logits: "torch.Tensor", generators: list, sampling: SamplingConf
     u = torch.stack([torch.rand((), generator=g, device=g.device) for g in generators]).to(cum.device)
     j = torch.searchsorted(cum, (u * cum[:, -1]).unsqueeze(-1)).clamp(max=cum.shape[-1] - 1)
     return idx.gather(-1, j).squeeze(-1)
+
+# %% ../nbs/03_generate.ipynb #6e9f417b
+def length_batches(lengths: Sequence[int], size: int | None = None, max_tokens: int | None = None) -> list[list[int]]:
+    """Indices of `lengths` in batches, shortest first (ties in their order), so that each batch pads little: at most
+    `size` rows (None: any number) and, with `max_tokens`, at most that many padded tokens (rows x longest) a batch,
+    or one longer row alone."""
+    if size is not None and size < 1: raise ConfigError(f"batch size must be >= 1, got {size}")
+    if max_tokens is not None and max_tokens < 1: raise ConfigError(f"max_tokens must be >= 1, got {max_tokens}")
+    batches: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        # sorted, so row i is the longest of any batch it joins
+        room = batches and (size is None or len(batches[-1]) < size)
+        if room and (max_tokens is None or (len(batches[-1]) + 1) * lengths[i] <= max_tokens): batches[-1].append(i)
+        else: batches.append([i])
+    return batches
+
+def prompt_lengths(tokenizer, prompts: Sequence[str]) -> list[int]:
+    "Tokens in each rendered prompt."
+    return [len(x) for x in tokenizer(list(prompts), add_special_tokens=False).input_ids] if prompts else []
+
+def prompt_batches(tokenizer, prompts: Sequence[str], size: int | None = None,
+                   max_tokens: int | None = None) -> list[list[int]]:
+    "`length_batches` of rendered prompts, by their tokens."
+    return length_batches(prompt_lengths(tokenizer, prompts), size, max_tokens)
 
 # %% ../nbs/03_generate.ipynb #e0c3702d
 def keep_freed_memory() -> None:
@@ -136,16 +160,6 @@ def _share_plan(ids: list[list[int]], max_tail: int = 32) -> tuple[list[int], di
         root_of[i], shared[i] = best, n
     return roots, root_of, shared
 
-def _length_chunks(lengths: list[int], max_tokens: int) -> list[list[int]]:
-    """Indices of `lengths` in groups of similar length, each holding at most `max_tokens` once padded (one index at
-    least)."""
-    order = sorted(range(len(lengths)), key=lambda j: lengths[j])
-    chunks, cur = [], []
-    for j in order:
-        if cur and lengths[j] * (len(cur) + 1) > max_tokens: chunks.append(cur); cur = []
-        cur.append(j)
-    return chunks + [cur] if cur else chunks
-
 class HFBackend:
     "Batched seeded sampling with a transformers causal LM (left padding, shared prefill per prompt, OOM back-off)."
     name = "hf"
@@ -159,7 +173,7 @@ class HFBackend:
         self.model_name, self.batch_size = model, batch_size
         self.max_prefill_tokens = 16384   # padded tokens per encoding pass of shared prefixes
         self.device = next(self.model.parameters()).device
-        self.dtype = str(next(self.model.parameters()).dtype).removeprefix("torch.")
+        self.dtype = dtype_text(next(self.model.parameters()).dtype)
         if self.device.type == "cpu": keep_freed_memory()
         eos = self.model.generation_config.eos_token_id
         eos = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.eos_token_id}
@@ -188,7 +202,7 @@ class HFBackend:
         keep = [max(0, len(x) - S) for x in ids]          # tokens each sequence copies from its root's encoding
         C = max(keep)
         encoded = {}                                      # root -> (cache layers of its pass, row, first real position)
-        for chunk in _length_chunks([len(ids[r]) - 1 for r in roots], self.max_prefill_tokens):
+        for chunk in length_batches([len(ids[r]) - 1 for r in roots], max_tokens=self.max_prefill_tokens):
             rs = [roots[j] for j in chunk]
             heads = [ids[r][:-1] for r in rs]
             L = max(map(len, heads))
@@ -362,7 +376,7 @@ class VLLMBackend:
         if on_cpu: _cpu_engine_defaults(kv_cache_gb)
         if on_cpu and dtype is None: dtype = "float32"   # pick_device_dtype's CPU choice; vLLM's 'auto' would take bf16
         self.device, torch_dtype = pick_device_dtype(current_platform.device_type, dtype)
-        self.dtype = str(torch_dtype).removeprefix("torch.")
+        self.dtype = dtype_text(torch_dtype)
         kw = dict(enable_lora=True, max_lora_rank=self._lora_rank(adapter)) if adapter else {}
         if on_cpu:
             # A prompt prefilled in chunks rewinds its seeded generator after each chunk, which CPU generators
@@ -405,25 +419,6 @@ class VLLMBackend:
         for r in requests:
             texts.append([o.outputs[0].text for o in outs[k:k + len(r.seeds)]]); k += len(r.seeds)
         return texts
-
-# %% ../nbs/03_generate.ipynb #6e9f417b
-def length_batches(lengths: Sequence[int], size: int, max_tokens: int | None = None) -> list[list[int]]:
-    """Indices of `lengths` in batches of at most `size`, shortest first (ties in their order), so that each batch
-    pads little; with `max_tokens`, also at most that many padded tokens (rows x longest) a batch, or one longer
-    row alone."""
-    if size < 1: raise ConfigError(f"batch size must be >= 1, got {size}")
-    if max_tokens is not None and max_tokens < 1: raise ConfigError(f"max_tokens must be >= 1, got {max_tokens}")
-    batches: list[list[int]] = []
-    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
-        # sorted, so row i is the longest of any batch it joins
-        room = batches and len(batches[-1]) < size
-        if room and (max_tokens is None or (len(batches[-1]) + 1) * lengths[i] <= max_tokens): batches[-1].append(i)
-        else: batches.append([i])
-    return batches
-
-def prompt_lengths(tokenizer, prompts: Sequence[str]) -> list[int]:
-    "Tokens in each rendered prompt."
-    return [len(x) for x in tokenizer(list(prompts), add_special_tokens=False).input_ids] if prompts else []
 
 # %% ../nbs/03_generate.ipynb #537d7e58
 BACKENDS = ("hf", "vllm")

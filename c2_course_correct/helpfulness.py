@@ -12,10 +12,9 @@ from typing import Sequence
 import numpy as np
 
 from .core import (ConfigError, DataError, StageConfig, append_jsonl, environment_info, read_json,
-                                    read_jsonl, write_json, write_jsonl)
+                                    read_jsonl, write_json, rewrite_jsonl)
 from .data import SPLIT_PARTS, BenignRequest, benign_part, benign_pool, split_benign
-from .generate import (Backend, GenerationRequest, SamplingConfig, length_batches, make_backend,
-                                        prompt_lengths)
+from .generate import Backend, GenerationRequest, SamplingConfig, make_backend, prompt_batches
 from .judge import answer_row, rouge_l
 from .models import chat_prompt, dtype_name, resolve_model
 from .stats import paired_mean_change, percentile_ci, resample_index, wilson
@@ -138,12 +137,11 @@ def run_helpfulness(cfg: HelpConfig, out: str | Path, backend: Backend | None = 
     if not (todo_a or todo_n) and (out/"summary.json").exists(): return read_json(out/"summary.json")
     t0 = time.perf_counter()
     if todo_a or todo_n:
-        backend = backend or make_backend(cfg.backend, cfg.model, cfg.device, cfg.run_dtype(out), cfg.batch_size,
-                                          cfg.tensor_parallel_size)
-        cfg.claim_dtype(out, backend.dtype)
+        backend = cfg.computing(out, lambda dtype: backend or make_backend(
+            cfg.backend, cfg.model, cfg.device, dtype, cfg.batch_size, cfg.tensor_parallel_size))
     prompts = [chat_prompt(backend.tokenizer, r.request) for r in todo_a] if todo_a else []
     # batches of similar length: a batch pads to its longest prompt; each answer is its prompt's, whichever batch
-    for batch in length_batches(prompt_lengths(backend.tokenizer, prompts), cfg.batch_size) if todo_a else []:
+    for batch in prompt_batches(backend.tokenizer, prompts, cfg.batch_size) if todo_a else []:
         chunk = [todo_a[j] for j in batch]
         outs = backend.generate([GenerationRequest(prompts[j], (0,)) for j in batch], cfg.greedy, progress=progress)
         new = [{**answer_row(r.request, r.source, o[0]), "category": r.category} for r, o in zip(chunk, outs)]
@@ -154,7 +152,7 @@ def run_helpfulness(cfg: HelpConfig, out: str | Path, backend: Backend | None = 
         if hasattr(backend, "model"): model, tok = backend.model, backend.tokenizer
         else:   # the vllm backend has no logits to score with: load the weights once more
             from c2_course_correct.models import load_model
-            model, tok = load_model(cfg.model, cfg.device, cfg.run_dtype(out))
+            model, tok = cfg.computing(out, lambda dtype: load_model(cfg.model, cfg.device, dtype))
         scored = response_nll(model, tok, [p.request for p in todo_n], [p.reference for p in todo_n], cfg.nll_tokens,
                               max(1, cfg.batch_size // 4))
         new = [dict(item_id=p.item_id, request=p.request, source=p.source, nll=round(s, 6),
@@ -163,7 +161,7 @@ def run_helpfulness(cfg: HelpConfig, out: str | Path, backend: Backend | None = 
         nlls.update((r["item_id"], r) for r in new)
     rows = [answers[r.request] for r in requests]
     if todo_a:   # the file holds the answers in request order, whichever batches or resumptions made them
-        write_jsonl(out/"answers.jsonl", rows)
+        rewrite_jsonl(out/"answers.jsonl", rows)
     by_source = {}
     for r in rows: by_source.setdefault(r["source"], []).append(r)
     reasons = {}

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING: import torch
 
-from .core import C2Error, ConfigError, cache_dir
+from .core import C2Error, ConfigError, cache_dir, dtype_text
 from .data import package_file
 
 # %% auto #0
@@ -134,7 +134,7 @@ def pick_device_dtype(device: str | None = None, dtype: str | None = None) -> tu
 def dtype_name(device: str | None = None, dtype: str | None = None) -> str:
     """The dtype a model loaded with `device` and `dtype` computes in, as a record names it: e.g. `bfloat16` for `auto`
     on a fast-bf16 CPU."""
-    return str(pick_device_dtype(device, dtype)[1]).removeprefix("torch.")
+    return dtype_text(pick_device_dtype(device, dtype)[1])
 
 # %% ../nbs/02_models.ipynb #b9e5ec79
 GQA_ATTENTION = "c2cc_gqa_sdpa"
@@ -194,15 +194,26 @@ def contiguous_head_input(model) -> bool:
     return True
 
 # %% ../nbs/02_models.ipynb #86deda6f
-def load_tokenizer(name: str):
-    "Tokenizer of a model, with left padding and a pad token, ready for batched generation."
+@functools.lru_cache(maxsize=16)
+def _read_tokenizer(folder: str, gguf_file: str | None, stamp: tuple):
+    "A tokenizer as its files give it; `stamp` (the files' sizes and times) makes a changed folder a new entry."
     from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(folder, **({"gguf_file": gguf_file} if gguf_file else {}))
+
+def _files_stamp(folder: Path, names: list[str]) -> tuple:
+    "Size and modification time of each of `names` in `folder` that exists (nothing for a hub id)."
+    return tuple((n, s.st_size, s.st_mtime_ns) for n in names if (folder/n).is_file() for s in [(folder/n).stat()])
+
+def load_tokenizer(name: str):
+    "Tokenizer of a model (a copy of its own), with left padding and a pad token, ready for batched generation."
+    import copy
     src = resolve_model(name)
-    if src.kind == "gguf": tok = AutoTokenizer.from_pretrained(str(Path(src.path).parent),
-                                                               gguf_file=Path(src.path).name)
-    elif src.kind == "adapter" and not (Path(src.path)/"tokenizer_config.json").exists(): return load_tokenizer(
+    if src.kind == "adapter" and not (Path(src.path)/"tokenizer_config.json").exists(): return load_tokenizer(
         adapter_base(src.path))
-    else: tok = AutoTokenizer.from_pretrained(src.path)
+    folder, gguf = (str(Path(src.path).parent), Path(src.path).name) if src.kind == "gguf" else (src.path, None)
+    names = [gguf] if gguf else sorted(p.name for p in Path(folder).glob("*")
+                                       if "token" in p.name or p.suffix == ".jinja")
+    tok = copy.deepcopy(_read_tokenizer(folder, gguf, _files_stamp(Path(folder), names)))
     tok.padding_side = "left"
     if tok.pad_token is None: tok.pad_token = tok.unk_token or tok.eos_token
     if not tok.chat_template:
@@ -213,28 +224,30 @@ def load_tokenizer(name: str):
 def load_model(name: str, device: str | None = None, dtype: str | None = None):
     """Load `(model, tokenizer)` for `name` (see `resolve_model`) on `device` in `dtype` (see `pick_device_dtype`); an
     adapter is merged into its base, and the output head reads its input contiguous (`contiguous_head_input`)."""
+    tok = load_tokenizer(name)
+    return _load_weights(resolve_model(name), device, dtype, tok), tok
+
+def _load_weights(src: ModelSource, device: str | None, dtype: str | None, tok):
+    "The model `load_model` returns, for the tokenizer `tok` already loaded (an adapter's base needs no tokenizer)."
     from transformers import AutoModelForCausalLM
-    src = resolve_model(name)
     if src.kind == "adapter":
         from peft import PeftModel
-        base, _ = load_model(adapter_base(src.path), device, dtype)
-        tok = load_tokenizer(name)
+        base = _load_weights(resolve_model(adapter_base(src.path)), device, dtype, tok)
         # an adapter that added tokens ([RESET]) stores their rows
         if len(tok) > base.get_input_embeddings().num_embeddings:
             base.resize_token_embeddings(len(tok), mean_resizing=False)
         # merged weights generate at the base model's speed; the base copy in memory is replaced, not kept
         model = PeftModel.from_pretrained(base, src.path).merge_and_unload().eval()
         contiguous_head_input(model)   # resizing may have made a new head
-        return model, tok
+        return model
     device, torch_dtype = pick_device_dtype(device, dtype)
-    tok = load_tokenizer(name)
     kw = dict(dtype=torch_dtype)
     if src.kind == "gguf": model = AutoModelForCausalLM.from_pretrained(str(Path(src.path).parent),
                                                                         gguf_file=Path(src.path).name, **kw)
     else: model = AutoModelForCausalLM.from_pretrained(src.path, **kw)
     if device == "cpu": use_gqa_attention(model)
     contiguous_head_input(model)
-    return model.to(device).eval(), tok
+    return model.to(device).eval()
 
 # %% ../nbs/02_models.ipynb #c1757277
 RESET_TOKEN = "[RESET]"

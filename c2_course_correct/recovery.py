@@ -26,6 +26,6 @@ def check_recovery(cfg: TrainConfig, out: str | Path) -> dict:
     """The finished run's check: the safe continuation's NLL after a harmful prefix, base against trained
     (`sft.recovery_check`)."""
     trained, tok, records = check_inputs(cfg, out)
-    return recovery_check(load_model(cfg.model, cfg.device, cfg.dtype)[0], trained, records)
+    return recovery_check(load_model(cfg.model, cfg.device, cfg.dtype)[0], trained, records, cfg.check_records)
 
 register(Method("recovery-sft", "recovery SFT", train_recovery, check_recovery, recovery_record))

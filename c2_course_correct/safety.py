@@ -12,10 +12,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .core import (ConfigError, DataError, StageConfig, append_jsonl, check_shard, derive_seed,
-                                    environment_info, read_json, read_jsonl, write_json, write_jsonl)
+                                    environment_info, read_json, read_jsonl, write_json, rewrite_jsonl)
 from .data import benign_requests, refusal_eval_rows, safety_benign, split_benign
-from .generate import (Backend, GenerationRequest, SamplingConfig, length_batches, make_backend,
-                                        prompt_lengths)
+from .generate import Backend, GenerationRequest, SamplingConfig, make_backend, prompt_batches
 from .judge import SAFETY_JUDGES, Compliance, compliance_agreement, make_safety_judge, rouge_l
 from .models import after_reset, chat_prompt, dtype_name, resolve_model
 from .attacks import (AttackPrompt, Behavior, ascii_token_mask, autodan_attack, decode, gcg_attack,
@@ -266,10 +265,8 @@ def run_safety(cfg: SafetyConfig, out: str | Path, backend: Backend | None = Non
     lazy: dict = {}
     def target() -> Backend:
         if "target" not in lazy:
-            lazy["target"] = backend or make_backend(cfg.backend, cfg.model, cfg.device, cfg.run_dtype(out),
-                                                     cfg.batch_size,
-                                                     cfg.tensor_parallel_size)
-            cfg.claim_dtype(out, lazy["target"].dtype)
+            lazy["target"] = cfg.computing(out, lambda dtype: backend or make_backend(
+                cfg.backend, cfg.model, cfg.device, dtype, cfg.batch_size, cfg.tensor_parallel_size))
         return lazy["target"]
     def weights():
         if "weights" not in lazy:
@@ -277,7 +274,7 @@ def run_safety(cfg: SafetyConfig, out: str | Path, backend: Backend | None = Non
             if hasattr(t, "model"): lazy["weights"] = (t.model, t.tokenizer)
             else:
                 from c2_course_correct.models import load_model
-                lazy["weights"] = load_model(cfg.model, cfg.device, cfg.run_dtype(out))
+                lazy["weights"] = cfg.computing(out, lambda dtype: load_model(cfg.model, cfg.device, dtype))
         return lazy["weights"]
     def record(new: list[dict]) -> None:
         append_jsonl(rows_file, new)
@@ -285,8 +282,7 @@ def run_safety(cfg: SafetyConfig, out: str | Path, backend: Backend | None = Non
     def by_length(prompts: list[AttackPrompt]) -> list[list[int]]:
         "Batches of prompts of similar length: a batch pads to its longest (DAN templates beside direct requests)."
         tok = target().tokenizer
-        return length_batches(prompt_lengths(tok, [chat_prompt(tok, p.user, system=p.system) for p in prompts]),
-                              cfg.batch_size)
+        return prompt_batches(tok, [chat_prompt(tok, p.user, system=p.system) for p in prompts], cfg.batch_size)
     # model-free attacks, in large batches
     for batch in by_length([p for _, p in todo]) if todo else []:
         chunk = [todo[j] for j in batch]
@@ -352,8 +348,8 @@ def run_safety(cfg: SafetyConfig, out: str | Path, backend: Backend | None = Non
         return None
     # the files hold every row in planned order, whichever batches, resumptions or shards made them (the last shard
     # merges the others')
-    write_jsonl(out/"responses.jsonl", [done[k] for k in expected])
-    write_jsonl(out/"benign.jsonl", [benign_done[(q,)] for q in requests])
+    rewrite_jsonl(out/"responses.jsonl", [done[k] for k in expected])
+    rewrite_jsonl(out/"benign.jsonl", [benign_done[(q,)] for q in requests])
     if (out/"work").exists(): shutil.rmtree(out/"work")
     rows = [r for r in done.values() if r["attack"] in cfg.attacks]
     brows = [benign_done[(q,)] for q in requests]

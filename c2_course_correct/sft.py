@@ -8,16 +8,16 @@ import random
 from pathlib import Path
 from typing import Sequence
 
-from .core import ConfigError, DataError, derive_seed, read_json, read_jsonl, write_json
+from .core import ConfigError, DataError, derive_seed, dtype_text, read_json, read_jsonl, write_json
 from .models import load_model, resolve_model
 from .train import (TrainConfig, check_target_modules, curve_log_class, fit_and_save, get_method,
-                                     lora_config,
-                                     process_rank, trained_model_path, trainer_args)
+                                     lora_config, loss_scoped, process_rank, scored_positions_only, trained_model_path,
+                                     trainer_args)
 from .utility import mix_counts, prompt_fits, utility_answers
 
 # %% auto #0
-__all__ = ['MIN_TRAINED', 'CHECK_RECORDS', 'harmful_examples', 'prompt_ids', 'answer_end', 'sft_record', 'show_mask', 'draw_k',
-           'token_ids', 'fitting_prefix', 'recovery_example', 'prefix_length', 'utility_examples', 'safety_example',
+__all__ = ['MIN_TRAINED', 'harmful_examples', 'prompt_ids', 'answer_end', 'sft_record', 'show_mask', 'draw_k', 'token_ids',
+           'fitting_prefix', 'recovery_example', 'prefix_length', 'utility_examples', 'safety_example',
            'safety_records', 'method_examples', 'add_token', 'token_row_optimizer', 'card_lines', 'train_sft',
            'label_scores', 'mean4', 'recovery_check', 'check_inputs']
 
@@ -215,8 +215,9 @@ def train_sft(cfg: TrainConfig, out: str | Path, progress: bool = True, new_toke
     from datasets import Dataset
     from transformers import set_seed
     from trl import SFTConfig, SFTTrainer
-    model, tok = load_model(cfg.model, cfg.device, cfg.run_dtype(out))
-    device, dtype = str(next(model.parameters()).device), str(next(model.parameters()).dtype).replace("torch.", "")
+    # a checkpoint written in one dtype is not resumed in another
+    model, tok = cfg.computing(out, lambda dtype: load_model(cfg.model, cfg.device, dtype), claim=main)
+    device, dtype = str(model.device), dtype_text(model.dtype)
     if cfg.finetune == "lora": check_target_modules(model, cfg.target_modules, cfg.model)
     n_util = mix_counts(cfg, len(harmful_examples(cfg.pairs_file.parent)))[1]
     utility = (utility_answers(cfg, out, (model, tok), progress, n_util, prompt_fits(tok, cfg.max_length, MIN_TRAINED))
@@ -233,8 +234,9 @@ def train_sft(cfg: TrainConfig, out: str | Path, progress: bool = True, new_toke
     callbacks = [curve_log_class()(out/"curves.jsonl")]
     if reset is None:
         args = SFTConfig(**shared, dataset_kwargs={"skip_prepare_dataset": True}, remove_unused_columns=False)
-        trainer = SFTTrainer(model=model, args=args, train_dataset=columns, processing_class=tok, peft_config=peft,
-                             callbacks=callbacks)
+        scoped = [lambda t: scored_positions_only()] if cfg.scored_positions_only else []
+        trainer = loss_scoped(SFTTrainer, *scoped)(model=model, args=args, train_dataset=columns, processing_class=tok,
+                                                   peft_config=peft, callbacks=callbacks)
     else:   # SFTTrainer's fused LM head reads lm_head.weight directly and would never see the new token's trained row
         from peft import get_peft_model
         from transformers import Trainer, TrainingArguments
@@ -251,8 +253,6 @@ def train_sft(cfg: TrainConfig, out: str | Path, progress: bool = True, new_toke
                         tokens)
 
 # %% ../nbs/31_sft.ipynb #27a2a67f
-CHECK_RECORDS = 32   # safety records of the run's own data that a check reads
-
 def label_scores(model, records: list[dict]) -> list[list[tuple[float, bool]]]:
     """`(log-probability, whether it is the top token)` under `model` of each trained label of each record (the
     positions the loss falls on)."""
@@ -269,10 +269,10 @@ def mean4(v) -> float:
     "The mean of `v` to 4 places (NaN when empty)."
     return round(sum(v) / len(v), 4) if v else float("nan")
 
-def recovery_check(base, trained, records: list[dict]) -> dict:
-    """NLL per token of the safe continuation after a harmful prefix (k > 0), base and trained; passes when it falls by
-    10% or more."""
-    recs = [r for r in records if r["kind"] == "recovery" and r["k"] > 0][:CHECK_RECORDS]
+def recovery_check(base, trained, records: list[dict], n: int) -> dict:
+    """NLL per token of the safe continuation after a harmful prefix (k > 0) of the first `n` such `records`, base and
+    trained; passes when it falls by 10% or more."""
+    recs = [r for r in records if r["kind"] == "recovery" and r["k"] > 0][:n]
     b, t = (mean4([-mean4([x for x, _ in s]) for s in label_scores(m, recs)]) for m in (base, trained))
     return dict(what="NLL per token of the safe continuation after a harmful prefix (k > 0), the run's own records",
                 records=len(recs), base=b, trained=t, passed=bool(recs) and t <= 0.9 * b)
@@ -281,5 +281,5 @@ def check_inputs(cfg: TrainConfig, out: str | Path) -> tuple:
     """What a method's check reads: the saved model as `load_model` loads it, its tokenizer, and the run's own first
     safety records."""
     trained, tok = load_model(str(trained_model_path(out)), cfg.device, cfg.dtype)
-    return trained, tok, safety_records(cfg, tok, 4 * CHECK_RECORDS)[0]
+    return trained, tok, safety_records(cfg, tok, 4 * cfg.check_records)[0]
 

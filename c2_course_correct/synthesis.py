@@ -14,10 +14,9 @@ import numpy as np
 
 from .core import (C2_SYN, OPENERS, SPLIT_PUNCTUATION, TRIGGERS, ConfigError, DataError, StageConfig,
                                     append_jsonl, check_shard, derive_seed, environment_info, numbered_jsonl,
-                                    write_json, write_jsonl)
+                                    write_json, rewrite_jsonl)
 from .data import HarmfulPair, load_pairs, request_key, split_pairs
-from .generate import (Backend, GenerationRequest, SamplingConfig, length_batches, make_backend,
-                                        prompt_lengths)
+from .generate import Backend, GenerationRequest, SamplingConfig, make_backend, prompt_batches
 from .judge import Judge, judge_description, make_judge
 from .models import chat_prompt, dtype_name, prefill_prompt, resolve_model
 
@@ -367,7 +366,7 @@ def finish_c2_syn(out: Path, cfg: SynthConfig, plans: Sequence[dict], done: dict
     pairs = [q for r in kept for q in preference_pairs(r)]
     for name, data in [("responses.jsonl", kept), ("drops.jsonl", [r for r in rows if not r["kept"]]), ("pairs.jsonl",
                                                                                                         pairs)]:
-        write_jsonl(out/name, data)
+        rewrite_jsonl(out/name, data)
     if pairs: Dataset.from_list(pairs).save_to_disk(str(out/"dataset"))
     stats = synth_stats(rows, left_out, timings, cfg)
     stats.update(config=cfg.identity(), dtype=cfg.rows_dtype(out) or dtype_name(cfg.device, cfg.dtype), judge=judge,
@@ -393,16 +392,14 @@ def run_c2_syn(cfg: SynthConfig, out: str | Path, backend: Backend | None = None
                                  base_url=cfg.qc_judge_base_url) if cfg.qc != "off" else None)
     judge_name = judge_description(judge) if judge else "off"
     if todo:
-        backend = backend or make_backend(cfg.backend, cfg.model, device=cfg.device, dtype=cfg.run_dtype(out),
-                                          batch_size=cfg.batch_size,
-                                                tensor_parallel_size=cfg.tensor_parallel_size)
-        cfg.claim_dtype(out, backend.dtype)
+        backend = cfg.computing(out, lambda dtype: backend or make_backend(
+            cfg.backend, cfg.model, device=cfg.device, dtype=dtype, batch_size=cfg.batch_size,
+            tensor_parallel_size=cfg.tensor_parallel_size))
         per_chunk = max(1, cfg.batch_size // 5)
         # requests in chunks of similar length (their longest prompt: the request and the answer to its last cut), as a
         # chunk's decoding attends over its longest prompt for every sequence; the rows do not depend on the chunks
-        longest = prompt_lengths(backend.tokenizer, [p["request"] + " " + p["fhr"][:max(p["cuts"] or [0])]
-                                                     for p in todo])
-        todo = [todo[j] for batch in length_batches(longest, per_chunk) for j in batch]
+        longest = [p["request"] + " " + p["fhr"][:max(p["cuts"] or [0])] for p in todo]
+        todo = [todo[j] for batch in prompt_batches(backend.tokenizer, longest, per_chunk) for j in batch]
         device = str(getattr(backend, "device", cfg.device or "cpu"))
         bar = tqdm(total=len(todo), desc="c2-syn", unit="request", disable=not progress, file=sys.stderr)
         for s in range(0, len(todo), per_chunk):

@@ -4,13 +4,15 @@
 
 # %% ../nbs/28_train.ipynb #17129c1a
 from __future__ import annotations
-import importlib, os, resource, sys, time
+import importlib, os, resource, sys, time, warnings
+from contextlib import ExitStack, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .core import (ConfigError, StageConfig, append_jsonl, environment_info,
-                                    profiles_dir, read_jsonl, write_json, write_jsonl)
+from .core import (ConfigError, StageConfig, append_jsonl, dtype_text, environment_info,
+                                    profiles_dir, read_jsonl, write_json, rewrite_jsonl)
 from .data import split_benign
 
 # %% auto #0
@@ -18,7 +20,7 @@ __all__ = ['METHODS', 'UTILITY_ANSWERS', 'FINETUNES', 'UTILITY_REFUSALS', 'CURVE
            'register', 'method_names', 'get_method', 'TrainConfig', 'linear_module_names', 'check_target_modules',
            'lora_config', 'curve_log_class', 'trim_curves', 'plot_curves', 'model_card', 'process_rank',
            'per_device_batch', 'launcher_processes', 'rank_launch_command', 'latest_checkpoint', 'trained_model_path',
-           'last_mean', 'trainer_args', 'fit_and_save', 'train_model']
+           'last_mean', 'trainer_args', 'fit_and_save', 'scored_positions_only', 'loss_scoped', 'train_model']
 
 # %% ../nbs/28_train.ipynb #d5535bee
 @dataclass(frozen=True)
@@ -106,20 +108,25 @@ class TrainConfig(StageConfig):
     answer_window: int | None = None
     min_diverging_tokens: int = 8           # tokens after the point where chosen and rejected part that must fit
     gradient_checkpointing: bool | None = None   # None: on for CUDA, off for CPU (where memory is not the limit)
-    # c2syn-dpo: read each pair's shared prompt and answer prefix once a step (dpo.shared_prefix) and project only the
-    # answers' positions through the vocabulary (dpo.scored_positions_only); results agree with the plain step to float
-    # rounding, not bit for bit. A CPU lever: on a GPU it did not pay (BENCHMARKS.md)
+    # c2syn-dpo: read each pair's shared prompt and answer prefix once a step (dpo.shared_prefix); results agree with
+    # the plain step to float rounding, not bit for bit. A CPU lever: on a GPU it did not pay (BENCHMARKS.md)
     share_prefix: bool = False
+    # TRL's fused log-prob head (c2syn-dpo, recovery-sft, derta) projects only the positions it scores through the
+    # vocabulary, on a CPU too (`scored_positions_only` below); results agree to float rounding
+    scored_positions_only: bool = False
     merge: bool = False                     # also write the adapter merged into the base (merged/)
     save_steps: int = 10                    # checkpoint every this many optimizer steps
+    check_records: int = 32                 # records of the run's own data (and prompts) the method's check reads
     device: str | None = None
     dtype: str | None = None                # None: bf16 on CUDA, fp32 on CPU
     seed: int = 0
 
-    STAGE, SECTION, NOT_IDENTITY, LATER = "training", "train", ("save_steps",), ("share_prefix",)
+    STAGE, SECTION, NOT_IDENTITY, LATER = "training", "train", ("save_steps", "check_records"), ("share_prefix",
+                                                                                             "scored_positions_only")
 
     def __post_init__(self):
-        self.require_whole(("lora_r", "lora_alpha", "batch_size", "grad_accum", "max_length", "save_steps"))
+        self.require_whole(("lora_r", "lora_alpha", "batch_size", "grad_accum", "max_length", "save_steps",
+                            "check_records"))
         self.require_whole(("n_pairs", "max_steps", "answer_window"), nullable=True)
         if self.method in FINETUNES:
             raise ConfigError(f"method: {self.method} is now `finetune: {self.method}` (`--finetune {self.method}`); "
@@ -173,8 +180,12 @@ class TrainConfig(StageConfig):
         if not (isinstance(self.utility_refusals, list) and self.utility_refusals and all(isinstance(
             r, str) and r.strip() for r in self.utility_refusals)):
             raise ConfigError(f"utility_refusals must be a non-empty list of refusals, got {self.utility_refusals!r}")
-        if not isinstance(self.share_prefix, bool): raise ConfigError(
-            f"share_prefix must be true or false, got {self.share_prefix!r}")
+        for name in ("share_prefix", "scored_positions_only"):
+            if not isinstance(getattr(self, name), bool): raise ConfigError(
+                f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.scored_positions_only and self.method == "backtrack": raise ConfigError(
+            "scored_positions_only asks TRL's fused log-prob head; backtracking trains its [RESET] row with "
+            "transformers' Trainer, which has none")
         if self.share_prefix and self.method != "c2syn-dpo": raise ConfigError(
             f"share_prefix reads a preference pair's shared prefix once: it applies to c2syn-dpo, not {self.method}")
         if self.share_prefix and self.gradient_checkpointing: raise ConfigError(
@@ -250,7 +261,7 @@ def trim_curves(path: Path, last_step: int) -> None:
     "Drop rows logged after `last_step` (a resumed run logs them again)."
     if not path.exists(): return
     rows = [r for r in read_jsonl(path, repair=True) if r["step"] <= last_step]
-    write_jsonl(path, rows)
+    rewrite_jsonl(path, rows)
 
 def plot_curves(rows: list[dict], path: Path, title: str = "DPO training") -> Path:
     """Plot the loss and the trainer's own measures (DPO: reward margin and accuracy; SFT: token accuracy) against step
@@ -378,11 +389,9 @@ def fit_and_save(cfg: TrainConfig, out: Path, trainer, tok, data: dict, what: st
     stats.json; returns the stats on the main process, None on the others (which write nothing)."""
     import torch
     device = str(next(trainer.model.parameters()).device)
-    dtype = str(next(trainer.model.parameters()).dtype).replace("torch.", "")
+    dtype = dtype_text(next(trainer.model.parameters()).dtype)
     on_cuda = device.startswith("cuda")
     rank, world = process_rank()
-    # a checkpoint written in one dtype is not resumed in another
-    if rank == 0: cfg.claim_dtype(out, dtype)
     resume = latest_checkpoint(out/"checkpoints")
     if rank == 0 and resume:
         print(f"{cfg.method}: resuming from {resume}", file=sys.stderr)
@@ -433,6 +442,43 @@ def fit_and_save(cfg: TrainConfig, out: Path, trainer, tok, data: dict, what: st
     write_json(out/"stats.json", stats)
     return stats
 
+
+# %% ../nbs/28_train.ipynb #31ac2daf
+_SCORED_ONLY: ContextVar[bool] = ContextVar("scored_positions_only", default=False)
+
+def _scored_positions_switch() -> bool:
+    "Wrap TRL's layout choice once (see above); False when this TRL makes it some other way."
+    import trl.trainer.utils as trl_utils
+    plain = getattr(trl_utils, "_use_triton", None)
+    if getattr(plain, "c2cc_switch", False): return True
+    if not callable(plain): return False
+    def use_triton(device) -> bool: return _SCORED_ONLY.get() or plain(device)
+    use_triton.c2cc_switch = True
+    trl_utils._use_triton = use_triton
+    return True
+
+@contextmanager
+def scored_positions_only():
+    """While active in this thread or task, TRL's fused log-prob head projects only the positions whose log-probs it
+    returns (the answers'), on every device."""
+    if not _scored_positions_switch():
+        warnings.warn("this TRL has no trl.trainer.utils._use_triton; its fused head runs as TRL decides")
+        yield; return
+    token = _SCORED_ONLY.set(True)
+    try: yield
+    finally: _SCORED_ONLY.reset(token)
+
+def loss_scoped(trainer_class, *contexts):
+    """`trainer_class` computing every loss inside the context managers `contexts` make (each is called with the
+    trainer); `trainer_class` itself when there are none."""
+    if not contexts: return trainer_class
+    class Scoped(trainer_class):
+        def compute_loss(self, model, inputs, *args, **kwargs):
+            with ExitStack() as stack:
+                for context in contexts: stack.enter_context(context(self))
+                return super().compute_loss(model, inputs, *args, **kwargs)
+    Scoped.__name__ = Scoped.__qualname__ = f"Scoped{trainer_class.__name__}"
+    return Scoped
 
 # %% ../nbs/28_train.ipynb #0e613b14
 def train_model(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict | None:

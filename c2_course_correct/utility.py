@@ -25,14 +25,25 @@ def kept_answer(row: dict) -> bool:
     degenerate."""
     return row["refused"] is False and not row["degenerate"]
 
+# judged greedy answers already made in this process, by (model, device, dtype, anchor_tokens, request): the runs of
+# a sweep or an arena answer the same requests with the same base model, and a greedy answer depends on nothing else
+# (not on the batch it was in: nbs/03_generate.ipynb), so each is made once
+_ANSWERED: dict[tuple, dict] = {}
+
+def _answering(cfg: TrainConfig, loaded: tuple | None) -> tuple:
+    "What a self answer depends on besides its request: the model, its device and dtype, the answer's length."
+    from c2_course_correct.models import pick_device_dtype
+    p = next(loaded[0].parameters()) if loaded else None
+    device, dtype = (str(p.device), p.dtype) if loaded else pick_device_dtype(cfg.device, cfg.dtype)
+    return cfg.model, str(device), str(dtype), cfg.anchor_tokens
+
 def self_answers(cfg: TrainConfig, requests: list[BenignRequest], out: Path | None, loaded: tuple | None = None,
                  progress: bool = False, need: int | None = None) -> list[dict]:
     """The base model's greedy answers to `requests` in their order, judged: `{item_id, request, answer, finished,
-    refused, degenerate,
-    reason}` rows, appended to `out/anchors.jsonl` as they are made (a resumed run answers only what is missing). With
-    `need`, it
-    stops after the chunk of 64 that brings the kept answers to `need`. `loaded`: the `(model, tokenizer)` already in
-    memory."""
+    refused, degenerate, reason}` rows, appended to `out/anchors.jsonl` as they are made (a resumed run answers only
+    what is missing; an answer this process made already for another run is not made again). With `need`, it answers
+    in chunks of twice `need` (16 to 64 requests) and stops after the chunk that brings the kept answers to `need`.
+    `loaded`: the `(model, tokenizer)` already in memory."""
     from c2_course_correct.generate import GenerationRequest, HFBackend, SamplingConfig
     from c2_course_correct.judge import answer_row
     from c2_course_correct.models import chat_prompt
@@ -41,26 +52,30 @@ def self_answers(cfg: TrainConfig, requests: list[BenignRequest], out: Path | No
     kept = lambda: sum(kept_answer(done[r.item_id]) for r in requests if r.item_id in done)
     todo = [r for r in requests if r.item_id not in done]
     if todo and (need is None or kept() < need):
-        backend = HFBackend(cfg.model, cfg.device, cfg.dtype, batch_size=64, loaded=loaded)
-        # generation pads before the prompt
-        side, backend.tokenizer.padding_side = backend.tokenizer.padding_side, "left"
+        backend, where = None, _answering(cfg, loaded)
         greedy = SamplingConfig(temperature=0.0, top_p=1.0, max_new_tokens=cfg.anchor_tokens)
-        for s in range(0, len(todo), 64):
+        size = 64 if need is None else min(64, max(16, 2 * need))   # most answers are kept: a few more than needed
+        for s in range(0, len(todo), size):
             if need is not None and kept() >= need: break
-            chunk = todo[s:s + 64]
-            outs = backend.generate([GenerationRequest(chat_prompt(backend.tokenizer, r.request), (0,)) for r in chunk],
-                                    greedy, progress=progress)
-            new = []
-            for r, (answer,) in zip(chunk, outs):
+            chunk = todo[s:s + size]
+            fresh = [r for r in chunk if (*where, r.request) not in _ANSWERED]
+            if fresh and backend is None:
+                backend = HFBackend(cfg.model, cfg.device, cfg.dtype, batch_size=64, loaded=loaded)
+                # generation pads before the prompt
+                side, backend.tokenizer.padding_side = backend.tokenizer.padding_side, "left"
+            outs = backend.generate([GenerationRequest(chat_prompt(backend.tokenizer, r.request), (0,)) for r in fresh],
+                                    greedy, progress=progress) if fresh else []
+            for r, (answer,) in zip(fresh, outs):
                 v = answer_row(r.request, r.source, answer)
                 cut = len(backend.tokenizer(answer, add_special_tokens=False).input_ids) >= cfg.anchor_tokens
-                new.append(dict(item_id=r.item_id, request=r.request, answer=answer.strip(), finished=not cut,
-                                refused=v["refused"],
-                                degenerate=v["degenerate"],
-                                reason=v["degenerate_reason"] if v["degenerate"] else v["refusal_reason"]))
+                _ANSWERED[(*where, r.request)] = dict(request=r.request, answer=answer.strip(), finished=not cut,
+                                                      refused=v["refused"], degenerate=v["degenerate"],
+                                                      reason=v["degenerate_reason"] if v["degenerate"] else v[
+                                                          "refusal_reason"])
+            new = [dict(item_id=r.item_id, **_ANSWERED[(*where, r.request)]) for r in chunk]
             if path and process_rank()[0] == 0: append_jsonl(path, new)
             done.update((r["item_id"], r) for r in new)
-        backend.tokenizer.padding_side = side
+        if backend is not None: backend.tokenizer.padding_side = side
     answered = [r for r in requests if r.item_id in done]
     return [done[r.item_id] for r in (answered if need is not None else requests)]
 
@@ -73,8 +88,8 @@ def utility_answers(cfg: TrainConfig, out: Path | None = None, loaded: tuple | N
                     need: int | None = None, fits=None) -> tuple[list[dict], dict]:
     """The utility examples `{item_id, request, answer, finished}` in a seeded order, and a record of what was kept and
     why the rest
-    was not. `need`: with self answers, answer only as many requests (in that order, 64 at a time) as give `need` kept
-    answers;
+    was not. `need`: with self answers, answer only as many requests (in that order, in chunks: see above) as give
+    `need` kept answers;
     `fits` (`prompt_fits`): requests too long to train on are left out first."""
     reqs = utility_requests(cfg)
     order = ([r for r in random.Random(

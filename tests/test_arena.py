@@ -82,15 +82,17 @@ def test_every_row_and_seed_was_tested_alike(committed):
     assert len(items) == cfg.twins_items and not items & {x["item_id"] for x in read_jsonl(RUN/"eval-base"/"continuations.jsonl")}
 
 
+@pytest.mark.slow
 def test_a_smoke_arena_end_to_end(run_c2cc, tmp_path):
-    "The smoke default run's stages the arena needs, then an arena of one setting per method and two seeds: search, seeds, tests, tables."
-    run = tmp_path/"run"
-    for args in (["eval", "--out", run/"eval-base"], ["synth", "--out", run/"synth"], ["helpfulness", "--out", run/"helpfulness-base"],
-                 ["train", "--pairs", run/"synth", "--out", run/"train"]):
+    """The smoke default run's stages the arena needs (trained on the committed C2-Syn data, which C2-Syn's own tests
+    check), then an arena of one setting per method and two seeds: search, seeds, tests, tables."""
+    run, synth = tmp_path/"run", REPO/"outputs"/"default"/"synth"
+    for args in (["eval", "--out", run/"eval-base"], ["helpfulness", "--out", run/"helpfulness-base"],
+                 ["train", "--pairs", synth, "--out", run/"train"]):
         r = run_c2cc(args[0], "--profile", "smoke", *args[1:], "--quiet")
         assert r.returncode == 0, r.stderr
     prof = yaml.safe_load((REPO/"configs"/"smoke.yaml").read_text())
-    prof["train"]["pairs"] = str(run/"synth")
+    prof["train"]["pairs"] = str(synth)
     prof["arena"] = dict(eval_items=1, settings=[dict(name="recovery", method="recovery-sft"), dict(name="derta", method="derta"),
                                                  dict(name="backtrack", method="backtrack", reset_learning_rate=0.005)],
                          prefill_k=[5], seeds=[0, 1], twins_items=1, twins_k=[10], safety_seeds=[])

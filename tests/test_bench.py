@@ -1,5 +1,5 @@
 """The benchmark scripts: each documents its options, and the paper-scale cost model prices every stage."""
-import re, subprocess, sys
+import re, sys
 
 import pytest
 
@@ -8,13 +8,14 @@ SCRIPTS = ["c2eval_throughput.py", "c2syn_throughput.py", "dpo_throughput.py", "
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_help(repo, script):
-    r = subprocess.run([sys.executable, repo/"bench"/script, "--help"], capture_output=True, text=True, timeout=120)
+def test_help(repo, script, run_command):
+    r = run_command([sys.executable, repo/"bench"/script, "--help"], timeout=120)
     assert r.returncode == 0 and "usage:" in r.stdout, r.stderr
 
 
-def test_cost_model_prices_the_paper_scale(repo):
-    r = subprocess.run([sys.executable, repo/"bench"/"cost_model.py"], capture_output=True, text=True, timeout=120, cwd=repo)
+@pytest.mark.slow
+def test_cost_model_prices_the_paper_scale(repo, run_command):
+    r = run_command([sys.executable, repo/"bench"/"cost_model.py"], repo, timeout=120)
     assert r.returncode == 0, r.stderr
     rows = [line for line in r.stdout.splitlines() if line.startswith("| ") and not line.startswith("| stage")]
     names = [line.split(" | ")[0].lstrip("| ") for line in rows]
@@ -26,5 +27,5 @@ def test_cost_model_prices_the_paper_scale(repo):
     assert total == pytest.approx(sum(hours), abs=0.1 * len(hours)) and total > 10
     one, eight = (float(re.search(rf"{n}: ([\d.]+) h wall", r.stdout).group(1)) for n in ("1 GPU", "8 GPUs"))
     assert eight <= 12 < one, (one, eight)        # the whole paper run within 12 hours on 8 GPUs
-    slower = subprocess.run([sys.executable, repo/"bench"/"cost_model.py", "--mfu-train", "0.2"], capture_output=True, text=True, cwd=repo)
+    slower = run_command([sys.executable, repo/"bench"/"cost_model.py", "--mfu-train", "0.2"], repo, timeout=120)
     assert float(slower.stdout.strip().rsplit("= ", 1)[1]) > total                # half the training MFU costs more

@@ -9,6 +9,7 @@ import pytest
 from c2_course_correct.core import read_json, read_jsonl
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target, folder", [("eval", "eval-base"), ("eval-trained", "eval-trained")])
 def test_make_eval_recipes_reproduce_the_committed_continuations(repo, run_c2cc, tmp_path, target, folder):
     recipe = re.search(rf"^{target}:.*\n\t(.+)$", (repo/"Makefile").read_text(), re.M).group(1)

@@ -6,6 +6,7 @@ import subprocess, sys, time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from c2_course_correct.core import read_json, read_jsonl
 
@@ -13,22 +14,19 @@ LOSS_TOLERANCE = 1e-4   # absolute, per step: the same pairs in every step, summ
 BIN = Path(sys.executable).parent
 
 
-def train_args(repo, out) -> list[str]:
-    return ["train", "--profile", "smoke", "--max-steps", "4", "--pairs", str(repo/"outputs"/"default"/"synth"), "--out", str(out), "--quiet"]
+def two_processes(pairs, out) -> list[str]:
+    "The run of `four_steps` (conftest.py) on two processes."
+    return [str(BIN/"accelerate"), "launch", "--cpu", "--num_processes", "2", str(BIN/"c2cc"), "train", "--profile", "smoke",
+            "--n-pairs", "8", "--batch-size", "2", "--max-steps", "4", "--quiet", "--pairs", str(pairs), "--out", str(out)]
 
 
-def two_processes(repo, out) -> list[str]:
-    return [str(BIN/"accelerate"), "launch", "--cpu", "--num_processes", "2", str(BIN/"c2cc"), *train_args(repo, out)]
-
-
-def test_two_processes_give_one_process_losses_and_resume_after_a_kill(repo, run_c2cc, tmp_path):
-    r = run_c2cc(*train_args(repo, tmp_path/"one"))
-    assert r.returncode == 0, r.stderr
-    one = read_jsonl(tmp_path/"one"/"curves.jsonl")
-    assert [c["step"] for c in one] == [1, 2, 3, 4] and read_json(tmp_path/"one"/"stats.json")["world_size"] == 1
+@pytest.mark.slow
+def test_two_processes_give_one_process_losses_and_resume_after_a_kill(repo, pairs, four_steps, tmp_path):
+    one = read_jsonl(four_steps/"curves.jsonl")
+    assert [c["step"] for c in one] == [1, 2, 3, 4] and read_json(four_steps/"stats.json")["world_size"] == 1
 
     out = tmp_path/"two"
-    proc = subprocess.Popen(two_processes(repo, out), cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(two_processes(pairs, out), cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None and not list((out/"checkpoints").glob("checkpoint-2/trainer_state.json")):
         time.sleep(0.05)
@@ -39,7 +37,7 @@ def test_two_processes_give_one_process_losses_and_resume_after_a_kill(repo, run
     psutil.wait_procs(tree, timeout=30)
     assert not (out/"stats.json").exists() and len(read_jsonl(out/"curves.jsonl", repair=True)) < 4
 
-    r = subprocess.run(two_processes(repo, out), cwd=repo, capture_output=True, text=True, timeout=900)
+    r = subprocess.run(two_processes(pairs, out), cwd=repo, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-4000:]
     assert "starting 2 with torch.distributed.run" in r.stderr and "resuming from" in r.stderr
     stats = read_json(out/"stats.json")

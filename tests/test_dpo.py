@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import changed_weights
 
 from c2_course_correct.core import read_json, read_jsonl
 from c2_course_correct.dpo import write_comparison
@@ -16,40 +17,28 @@ from c2_course_correct.models import load_model, resolve_model
 REPO = Path(__file__).resolve().parents[1]
 PAIRS = REPO/"outputs"/"default"/"synth"
 DEFAULT = REPO/"outputs"/"default"
-N_PAIRS = 150   # the first 10 requests' pairs of the committed default C2-Syn run keep each training test short
-
-
-@pytest.fixture(scope="module")
-def pairs(tmp_path_factory) -> Path:
-    f = tmp_path_factory.mktemp("pairs")/"pairs.jsonl"
-    f.write_text("".join((PAIRS/"pairs.jsonl").read_text().splitlines(keepends=True)[:N_PAIRS]))
-    return f
+N_PAIRS = 150   # `pairs` (conftest.py): the first 10 requests' pairs of the committed default C2-Syn run
 
 
 def small(pairs) -> list:
-    "The smoke profile's train section (LoRA r=8 on q_proj and v_proj, batch 4, max_length 128) on real pairs."
+    "The smoke profile's train section (LoRA r=8 on q_proj and v_proj, batch 2, max_length 128) on real pairs."
     return ["train", "--profile", "smoke", "--pairs", pairs, "--quiet"]
 
 
-def changed_weights(model_dir) -> list[str]:
-    "Names of the weights of a trained model that differ from the base model's."
-    trained, _ = load_model(str(model_dir))
-    base, _ = load_model("default")
-    base_sd = base.state_dict()
-    return [n for n, p in trained.state_dict().items() if not torch.equal(p, base_sd[n])]
+TRAINED = ["--n-pairs", 8, "--max-steps", 2, "--merge"]   # the adapter, and (--merge) the adapter merged into the base
 
 
 @pytest.fixture(scope="module")
-def trained_run(run_c2cc, tmp_path_factory, pairs):
-    out = tmp_path_factory.mktemp("dpo")/"train"
-    r = run_c2cc(*small(pairs), "--n-pairs", 8, "--max-steps", 2, "--out", out)
+def trained_run(run_c2cc, made_once, pairs):
+    out, r = made_once("dpo-train", lambda out: run_c2cc(*small(pairs), *TRAINED, "--out", out))
     assert r.returncode == 0, r.stderr
     return out, r
 
 
+@pytest.mark.slow
 def test_train_writes_adapter_card_curves_and_stats(trained_run):
     out, r = trained_run
-    assert f"trained model: {out/'adapter'}" in r.stdout and "2 steps" in r.stdout
+    assert f"trained model: {out/'merged'}" in r.stdout and "2 steps" in r.stdout
     cfg = json.loads((out/"adapter"/"adapter_config.json").read_text())
     assert cfg["base_model_name_or_path"] == "default" and cfg["r"] == 8 and set(cfg["target_modules"]) == {"q_proj", "v_proj"}
     card = (out/"adapter"/"README.md").read_text()
@@ -62,9 +51,19 @@ def test_train_writes_adapter_card_curves_and_stats(trained_run):
     assert data["used"] == 8 and data["c2syn_used"] == 6 == len(data["lines"]) and data["utility"]["used"] == 2   # the smoke ratio, 0.25
     assert data["usable"] + sum(data["dropped"].values()) == data["total"] == N_PAIRS
     assert stats["steps"] == 2 and stats["device"] == "cpu" and stats["dtype"] == "float32"
-    assert trained_model_path(out) == out/"adapter"
+    assert trained_model_path(out) == out/"merged" and (out/"adapter"/"adapter_config.json").exists()
 
 
+@pytest.mark.slow
+def test_a_merged_adapter_is_the_adapter_merged(trained_run):
+    out, _ = trained_run
+    merged, _ = load_model(str(out/"merged"))
+    adapter, _ = load_model(str(out/"adapter"))
+    m, a = merged.state_dict(), adapter.state_dict()
+    assert all(torch.allclose(m[n], a[n], atol=1e-6) for n in a)     # the merged model is the adapter, merged
+
+
+@pytest.mark.slow
 def test_training_changed_the_weights_it_was_given(trained_run):
     out, _ = trained_run
     assert resolve_model(str(out/"adapter")).kind == "adapter"
@@ -74,45 +73,41 @@ def test_training_changed_the_weights_it_was_given(trained_run):
     assert len(changed) == 2 * 30                                     # q_proj and v_proj of each of the 30 layers
 
 
-def test_c2_eval_loads_the_trained_adapter_by_path(trained_run, run_c2cc):
+@pytest.mark.slow
+def test_c2_eval_loads_the_trained_adapter_by_path(trained_run, run_c2cc, tmp_path):
     out, _ = trained_run
-    r = run_c2cc("eval", "--profile", "smoke", "--model", out/"adapter", "--out", out.parent/"eval", "--quiet")
+    r = run_c2cc("eval", "--profile", "smoke", "--model", out/"adapter", "--out", tmp_path/"eval", "--quiet")
     assert r.returncode == 0, r.stderr
-    s = read_json(out.parent/"eval"/"summary.json")
+    s = read_json(tmp_path/"eval"/"summary.json")
     assert s["model"] == str(out/"adapter") and s["n_items"] == 3 and set(s["corr_at_k"]) == {"10", "40"}
     base_keys = set(read_json(DEFAULT/"eval-base"/"summary.json"))
     assert set(s) == base_keys                                        # the same schema as any C2-Eval run
 
 
-def test_full_fine_tuning_and_a_merged_adapter(run_c2cc, pairs, tmp_path):
-    full, lora = tmp_path/"full", tmp_path/"lora"
+@pytest.mark.slow
+def test_full_fine_tuning(run_c2cc, pairs, tmp_path):
+    full = tmp_path/"full"
     r = run_c2cc(*small(pairs), "--n-pairs", 4, "--batch-size", 2, "--max-steps", 2, "--finetune", "full", "--out", full)
     assert r.returncode == 0, r.stderr
     assert trained_model_path(full) == full/"model" and "full fine-tuning" in (full/"model"/"README.md").read_text()
     assert resolve_model(str(full/"model")).kind == "local"
     changed = changed_weights(full/"model")
     assert len(changed) > 60 and any("mlp" in n for n in changed)   # all weights train, not only q/v
-    r = run_c2cc(*small(pairs), "--n-pairs", 4, "--batch-size", 2, "--max-steps", 2, "--merge", "--out", lora)
-    assert r.returncode == 0, r.stderr
-    assert trained_model_path(lora) == lora/"merged" and (lora/"adapter"/"adapter_config.json").exists()
-    merged, _ = load_model(str(lora/"merged"))
-    adapter, _ = load_model(str(lora/"adapter"))
-    m, a = merged.state_dict(), adapter.state_dict()
-    assert all(torch.allclose(m[n], a[n], atol=1e-6) for n in a)     # the merged model is the adapter, merged
 
 
+@pytest.mark.slow
 def test_rerun_of_a_finished_run_trains_nothing(trained_run, run_c2cc, pairs):
     out, _ = trained_run
     before = (out/"adapter"/"adapter_model.safetensors").read_bytes()
-    r = run_c2cc(*small(pairs), "--n-pairs", 8, "--max-steps", 2, "--out", out)
+    r = run_c2cc(*small(pairs), *TRAINED, "--out", out)
     assert r.returncode == 0, r.stderr
     assert (out/"adapter"/"adapter_model.safetensors").read_bytes() == before and len(read_jsonl(out/"curves.jsonl")) == 2
 
 
-def test_resume_after_kill_matches_an_uninterrupted_run(run_c2cc, run_c2cc_killed, tmp_path, pairs):
+@pytest.mark.slow
+def test_resume_after_kill_matches_an_uninterrupted_run(run_c2cc, run_c2cc_killed, tmp_path, pairs, four_steps):
     args = [*small(pairs), "--n-pairs", 8, "--batch-size", 2, "--max-steps", 4]
-    whole = tmp_path/"whole"
-    assert run_c2cc(*args, "--out", whole).returncode == 0
+    whole = four_steps
     cut = tmp_path/"cut"
     run_c2cc_killed([*args, "--out", cut], cut/"curves.jsonl", lines=3)   # killed after step 3 (checkpoints every step)
     assert not (cut/"stats.json").exists()
@@ -133,24 +128,27 @@ def test_resume_after_kill_matches_an_uninterrupted_run(run_c2cc, run_c2cc_kille
 
 # ---- bad config and bad pairs -------------------------------------------------------------------------------
 
-def test_a_shared_prefix_trains_as_the_plain_step_does(run_c2cc, tmp_path, pairs):
-    """`--share-prefix` reads each pair's shared prompt and answer prefix once a step: four steps give the losses,
-    reward margins and gradient norms of the plain run, and its adapter, to float rounding."""
+@pytest.mark.slow
+def test_a_shared_prefix_trains_as_the_plain_step_does(run_c2cc, tmp_path, pairs, four_steps):
+    """`--share-prefix` reads each pair's shared prompt and answer prefix once a step, and `--scored-positions-only`
+    projects only the answers' positions through the vocabulary (the two CPU levers, together): four steps give the
+    losses, reward margins and gradient norms of the plain run, and its adapter, to float rounding."""
     from safetensors.torch import load_file
     args = [*small(pairs), "--n-pairs", 8, "--batch-size", 2, "--max-steps", 4]
-    for name, more in [("plain", []), ("shared", ["--share-prefix"])]:
-        r = run_c2cc(*args, *more, "--out", tmp_path/name)
-        assert r.returncode == 0, r.stderr
-    plain, shared = (read_jsonl(tmp_path/n/"curves.jsonl") for n in ("plain", "shared"))
+    r = run_c2cc(*args, "--share-prefix", "--scored-positions-only", "--out", tmp_path/"shared")
+    assert r.returncode == 0, r.stderr
+    folders = dict(plain=four_steps, shared=tmp_path/"shared")
+    plain, shared = (read_jsonl(folders[n]/"curves.jsonl") for n in ("plain", "shared"))
     assert [c["step"] for c in shared] == [1, 2, 3, 4] and plain[-1]["loss"] < 0.69   # it learned something
     for p, s in zip(plain, shared):
         assert s["loss"] == pytest.approx(p["loss"], abs=1e-5) and s["reward_margin"] == pytest.approx(
             p["reward_margin"], abs=1e-5) and s["grad_norm"] == pytest.approx(p["grad_norm"], rel=1e-5), (p, s)
-    a, b = (load_file(tmp_path/n/"adapter"/"adapter_model.safetensors") for n in ("plain", "shared"))
+    a, b = (load_file(folders[n]/"adapter"/"adapter_model.safetensors") for n in ("plain", "shared"))
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-4) for k in a)
-    # the setting is in the shared run's identity, and the plain run's identity is what it was before the setting
-    assert read_json(tmp_path/"shared"/"config.json")["share_prefix"] is True
-    assert "share_prefix" not in read_json(tmp_path/"plain"/"config.json")
+    # the settings are in the shared run's identity, and the plain run's identity is what it was before the settings
+    shared_cfg, plain_cfg = (read_json(folders[n]/"config.json") for n in ("shared", "plain"))
+    assert shared_cfg["share_prefix"] is True and shared_cfg["scored_positions_only"] is True
+    assert "share_prefix" not in plain_cfg and "scored_positions_only" not in plain_cfg
 
 
 def test_a_shared_prefix_is_refused_where_it_cannot_run():
@@ -162,6 +160,8 @@ def test_a_shared_prefix_is_refused_where_it_cannot_run():
         TrainConfig(share_prefix=True, method="recovery-sft", utility_data="default", utility_ratio=0.25)
     with pytest.raises(ConfigError, match="share_prefix must be true or false, got 'yes'"):
         TrainConfig(share_prefix="yes")
+    with pytest.raises(ConfigError, match="scored_positions_only must be true or false, got 1"):
+        TrainConfig(scored_positions_only=1)
 
 
 def pairs_file(tmp_path, rows) -> Path:
@@ -238,6 +238,7 @@ def test_training_pairs_mix_utility_pairs_at_the_ratio(pairs, ratio, n_pairs, c2
     assert not measured & {r["prompt"][0]["content"] for r in util}   # never a request the helpfulness stage or the sweep measures
 
 
+@pytest.mark.slow
 def test_self_answered_anchors_keep_only_answers_the_judges_pass(tmp_path, pairs):
     """The base model answers the training benign requests itself; only answers judged neither refusal nor degenerate reach the
     trainer, each chosen over a refusal; a resumed run reads anchors.jsonl instead of answering again."""
@@ -249,7 +250,9 @@ def test_self_answered_anchors_keep_only_answers_the_judges_pass(tmp_path, pairs
     cfg = TrainConfig.from_profile("default", utility_answers="self", anchor_tokens=16, n_pairs=16, utility_ratio=0.5)
     answers, record = utility_answers(cfg, tmp_path, need=8)
     judged = read_jsonl(tmp_path/"anchors.jsonl")
-    assert len(judged) == record["answered"] == 64                                  # one chunk of 64 gave 8 kept answers
+    size, kept_in = 16, lambda rows: sum(kept_answer(j) for j in rows)              # chunks of twice `need`, 16 at least
+    assert len(judged) == record["answered"] and len(judged) % size == 0
+    assert kept_in(judged) >= 8 > kept_in(judged[:-size])                           # it stopped at the chunk that gave 8 kept answers
     assert [a["item_id"] for a in answers] == [j["item_id"] for j in judged if kept_answer(j)]
     assert all(j["refused"] == answer_row(j["request"], "x", j["answer"])["refused"] for j in judged[:8])   # the verdicts are the judge's
     assert all(not j["finished"] for j in judged if len(j["answer"].split()) > 14)    # a 16-token answer that runs on was cut
@@ -259,7 +262,10 @@ def test_self_answered_anchors_keep_only_answers_the_judges_pass(tmp_path, pairs
                 dict(j, degenerate=True) if i == 1 else j for i, j in enumerate(judged)]
     (tmp_path/"anchors.jsonl").write_text("".join(json.dumps(j) + "\n" for j in doctored))
     again, rec2 = utility_answers(cfg, tmp_path, need=8)
-    assert {doctored[0]["item_id"], doctored[1]["item_id"]}.isdisjoint(a["item_id"] for a in again) and len(read_jsonl(tmp_path/"anchors.jsonl")) == 64
+    assert {doctored[0]["item_id"], doctored[1]["item_id"]}.isdisjoint(a["item_id"] for a in again) and len(again) >= 8
+    final = read_jsonl(tmp_path/"anchors.jsonl")   # the rows kept as they were, and a chunk more only where too few are kept
+    assert final[:len(doctored)] == doctored and (len(final) == len(doctored) if kept_in(doctored) >= 8 else
+                                                  kept_in(final) >= 8 > kept_in(final[:-size]))
     rows, which = training_pairs(cfg, read_pairs(pairs), list(range(20)), (again, rec2))
     util = [r for r in rows if r["kind"] == "utility"]
     assert len(util) == 8 and {r["chosen"][0]["content"] for r in util} <= {a["answer"] for a in again}
@@ -268,6 +274,7 @@ def test_self_answered_anchors_keep_only_answers_the_judges_pass(tmp_path, pairs
     assert utility_answers(cfg, tmp_path, need=8, fits=fits)[1]["too_long"] == sum(not fits(r.request) for r in utility_requests(cfg)) == 1
 
 
+@pytest.mark.slow
 def test_dpo_check_reads_the_reward_margin_off_the_training_curves(trained_run):
     from c2_course_correct.dpo import dpo_check
     out, _ = trained_run
@@ -279,6 +286,7 @@ def test_dpo_check_reads_the_reward_margin_off_the_training_curves(trained_run):
     assert not dpo_check(flat)["passed"] and not dpo_check(flat[:1])["passed"]   # a margin that never rose, or one step, fails
 
 
+@pytest.mark.slow
 def test_nll_weight_adds_trl_sft_loss(run_c2cc, tmp_path, pairs, trained_run):
     out = tmp_path/"rpo"
     r = run_c2cc(*small(pairs), "--n-pairs", 8, "--max-steps", 2, "--nll-weight", "0.5", "--out", out)
@@ -296,14 +304,16 @@ def test_unknown_setting_in_a_profile(run_c2cc, tmp_path):
     assert r.returncode == 2 and "unknown training setting(s) ['lora_rank']" in r.stderr, r.stderr
 
 
+@pytest.mark.slow
 def test_out_dir_with_another_config_is_refused(trained_run, run_c2cc, pairs):
     out, _ = trained_run
-    r = run_c2cc(*small(pairs), "--n-pairs", 9, "--max-steps", 2, "--out", out)
+    r = run_c2cc(*small(pairs), *TRAINED, "--n-pairs", 9, "--out", out)
     assert r.returncode == 2 and "holds a training run with another config (differs in ['n_pairs'])" in r.stderr, r.stderr
 
 
 # ---- the committed default before/after results --------------------------------------------------------------
 
+@pytest.mark.slow
 def test_committed_before_after_results_come_from_the_committed_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)   # the committed table names its runs by their paths from the project folder
     base, trained = DEFAULT/"eval-base", DEFAULT/"eval-trained"

@@ -23,6 +23,7 @@ def requests(loaded):
 SAMPLING = SamplingConfig(temperature=0.8, top_p=0.7, max_new_tokens=6)
 
 
+@pytest.mark.slow
 def test_results_do_not_depend_on_batching(loaded, requests):
     big = HFBackend(loaded=loaded, batch_size=64).generate(requests, SAMPLING, progress=False)
     small = HFBackend(loaded=loaded, batch_size=2).generate(requests, SAMPLING, progress=False)
@@ -44,6 +45,7 @@ class OOMAbove(HFBackend):
         return super()._generate_batch(ids, seeds, sampling)
 
 
+@pytest.mark.slow
 def test_out_of_memory_halves_the_batch(loaded, requests, capsys):
     ref = HFBackend(loaded=loaded, batch_size=64).generate(requests, SAMPLING, progress=False)
     b = OOMAbove(loaded=loaded, batch_size=12)
@@ -51,6 +53,7 @@ def test_out_of_memory_halves_the_batch(loaded, requests, capsys):
     assert b.batch_size <= 3 and "out of memory at 12 sequences; retrying with batch_size=6" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_out_of_memory_splits_the_samples_of_one_prompt(loaded, requests, capsys):
     one = [GenerationRequest(requests[0].prompt, tuple(range(8)))]
     ref = HFBackend(loaded=loaded, batch_size=64).generate(one, SAMPLING, progress=False)
@@ -73,6 +76,7 @@ def test_greedy_is_deterministic_and_stops_at_budget(loaded, requests):
     assert all(len(tok(a, add_special_tokens=False).input_ids) <= 6 for a, _ in out)
 
 
+@pytest.mark.slow
 def test_bf16_on_cpu_writes_what_fp32_writes():
     """bf16 runs its own attention on CPU (models._plain_attention): batched, left-padded, with shared prefixes, its greedy
     continuations must read like fp32's. A NaN from a padding position once turned every continuation into 'ininin'."""
@@ -93,15 +97,17 @@ def test_bf16_on_cpu_writes_what_fp32_writes():
     assert all(len(set(t.split())) > 1 for t in out["bfloat16"] if len(t.split()) > 3), out["bfloat16"]   # no one-word loops
 
 
+@pytest.mark.slow
 def test_length_batches_leave_every_row_as_in_row_order(loaded):
-    """The safety stage's model-free prompts (direct, cipher, GCG suffixes, DAN-style templates: 38 to 837 tokens),
-    greedy and sampled, in row-order batches and in length batches: every row the same, and less padding."""
+    """The safety stage's model-free prompts (direct, cipher, GCG suffixes, DAN-style templates: one of each for two
+    behaviors, 38 to 740 tokens), greedy and sampled, in row-order batches and in length batches: every row the same,
+    and less padding."""
     from c2_course_correct.attacks import load_behaviors, static_prompts
     from c2_course_correct.generate import length_batches, prompt_lengths
     from c2_course_correct.models import chat_prompt
     hf = HFBackend(loaded=loaded, batch_size=4)
     prompts = [chat_prompt(hf.tokenizer, p.user, system=p.system) for b in load_behaviors(["harmbench", "advbench"], 2)
-               for a in ("direct", "ascii", "gcg-transfer", "templates") for p in static_prompts(a, b, 2, 0)]
+               for a in ("direct", "ascii", "gcg-transfer", "templates") for p in static_prompts(a, b, 1, 0)]
     lengths = prompt_lengths(hf.tokenizer, prompts)
     assert max(lengths) > 8 * min(lengths)
     in_order = [list(range(s, min(s + 4, len(prompts)))) for s in range(0, len(prompts), 4)]

@@ -12,13 +12,13 @@ ARGS = ["helpfulness", "--profile", "smoke", "--batch-size", "2", "--quiet"]   #
 
 
 @pytest.fixture(scope="module")
-def whole(run_c2cc, tmp_path_factory):
-    out = tmp_path_factory.mktemp("help")/"whole"
-    r = run_c2cc(*ARGS, "--out", out)
+def whole(run_c2cc, made_once):
+    out, r = made_once("helpfulness-whole", lambda out: run_c2cc(*ARGS, "--out", out))
     assert r.returncode == 0, r.stderr
     return out, r
 
 
+@pytest.mark.slow
 def test_a_run_answers_judges_and_scores(whole):
     out, r = whole
     s = read_json(out/"summary.json")
@@ -32,6 +32,7 @@ def test_a_run_answers_judges_and_scores(whole):
     assert f"benign requests refused: {s['refusal']['count']}/3" in r.stdout and f"NLL of {len(nll)} reference answers" in r.stdout
 
 
+@pytest.mark.slow
 def test_kill_and_resume_gives_the_same_rows(whole, run_c2cc, run_c2cc_killed, tmp_path):
     ref, _ = whole
     cut = tmp_path/"cut"
@@ -45,6 +46,7 @@ def test_kill_and_resume_gives_the_same_rows(whole, run_c2cc, run_c2cc_killed, t
     assert drop(read_json(cut/"summary.json")) == drop(read_json(ref/"summary.json"))
 
 
+@pytest.mark.slow
 def test_compare_a_run_with_itself_and_refuse_other_settings(whole, run_c2cc, tmp_path):
     out, _ = whole
     r = run_c2cc("helpfulness-compare", out, out, "--out", tmp_path/"h.json")

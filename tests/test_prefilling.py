@@ -36,6 +36,7 @@ def test_paths_count_tokens_when_asked():
     except Exception as e: assert "unit must be one of ('words', 'tokens'), got 'letters'" in str(e)
 
 
+@pytest.mark.slow
 def test_prefilling_attack_reports_asr_per_depth(run_c2cc, tmp_path):
     r = run_c2cc("eval", "--profile", "smoke", "--unit", "tokens", "--k", 5, 40, "--out", tmp_path, "--quiet")
     assert r.returncode == 0, r.stderr

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import changed_weights
 
 from c2_course_correct.core import derive_seed, read_json, read_jsonl
 from c2_course_correct.backtrack import backtrack_example, train_backtrack
@@ -104,14 +105,15 @@ def test_every_method_mixes_utility_at_the_ratio(tok, method, kinds):
 
 
 @pytest.fixture(scope="module")
-def backtrack_run(tmp_path_factory, run_c2cc):
-    out = tmp_path_factory.mktemp("backtrack")
-    r = run_c2cc("train", "--profile", "smoke", "--pairs", SYNTH, "--method", "backtrack", "--utility-data", "default",
-                 "--utility-ratio", 0.25, "--n-pairs", 8, "--max-steps", 2, "--quiet", "--out", out)
+def backtrack_run(made_once, run_c2cc):
+    out, r = made_once("backtrack-train", lambda out: run_c2cc(
+        "train", "--profile", "smoke", "--pairs", SYNTH, "--method", "backtrack", "--utility-data", "default",
+        "--utility-ratio", 0.25, "--n-pairs", 8, "--max-steps", 2, "--quiet", "--out", out))
     assert r.returncode == 0, r.stderr
     return out, r.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["derta"])   # recovery-sft and backtrack: nbs/31_sft.ipynb and the fixture above
 def test_smoke_training_of_each_sft_method(tmp_path, run_c2cc, method):
     r = run_c2cc("train", "--profile", "smoke", "--pairs", SYNTH, "--method", method, "--utility-data", "default",
@@ -121,16 +123,22 @@ def test_smoke_training_of_each_sft_method(tmp_path, run_c2cc, method):
     assert s["method"] == method and s["steps"] == 2 and s["data"]["utility"]["used"] == 2 and s["final"]["loss"] > 0
     assert f"{method} (lora) of default on 8 examples: 2 steps" in r.stdout
     assert [x["step"] for x in read_jsonl(tmp_path/"curves.jsonl")] == [1, 2]
+    changed = changed_weights(trained_model_path(tmp_path))   # LoRA's modules changed, and nothing else
+    assert changed and all(any(t in n for t in ("q_proj", "v_proj")) for n in changed), changed[:5]
 
 
+@pytest.mark.slow
 def test_backtrack_adapter_carries_reset(backtrack_run):
     out, stdout = backtrack_run
     model_dir = trained_model_path(out)
     assert RESET_TOKEN in load_tokenizer(str(model_dir)).get_vocab()
+    emb = load_model(str(model_dir))[0].get_input_embeddings().weight   # a row for [RESET], trained from its start
+    assert emb.shape[0] == len(load_tokenizer("default")) + 1 and not torch.equal(emb[-1], emb[:-1].mean(0))
     assert "backtrack (lora) of default on 8 examples: 2 steps" in stdout
     assert "`[RESET]` added to the vocabulary" in (model_dir/"README.md").read_text()
 
 
+@pytest.mark.slow
 def test_c2_eval_counts_a_reset_as_a_correction(backtrack_run, run_c2cc, tmp_path):
     "Zhang et al.'s logit bias on [RESET], set high, makes the real trained model reset: each path is then a correction by reset."
     model = trained_model_path(backtrack_run[0])
@@ -182,42 +190,46 @@ def test_a_long_prefix_is_shortened_to_leave_the_safe_answer_room(tok):
 # ---- each method learns its own objective, and its check says so ----------------------------------------------
 
 def short_run(method, out, **kw):
-    "A short LoRA run of `method` on the committed C2-Syn data with a large step, so that 12 steps teach it something."
-    cfg = TrainConfig.from_profile("default", method=method, pairs=str(SYNTH), n_pairs=48, utility_ratio=0.25, utility_answers="reference",
-                                   learning_rate=2e-3, save_steps=100, **kw)
+    """A short LoRA run of `method` on the committed C2-Syn data with a large step, so that 8 steps of 4 records of at
+    most 128 tokens teach it something; its check reads 8 records (a run's default is 32)."""
+    cfg = TrainConfig.from_profile("default", method=method, pairs=str(SYNTH), n_pairs=32, utility_ratio=0.25, utility_answers="reference",
+                                   learning_rate=2e-3, max_length=128, save_steps=100, check_records=8, **kw)
     return cfg, train_model(cfg, out, progress=False)
 
 
-@pytest.mark.parametrize("reset_learning_rate", [1e-2, None])
+@pytest.mark.slow
+@pytest.mark.parametrize("reset_learning_rate", [3e-2, None])
 def test_backtracking_trains_and_saves_the_reset_output_row(tmp_path, reset_learning_rate):
     """The loaded adapter predicts [RESET] where its own records put it. Without `reset_learning_rate` (the code before the
     fix, kept as the contrast) the row moves at LoRA's step and the loaded model gives [RESET] P about 1e-8 there (1e-9
     before training): trained and saved, but too slowly to matter, so the assertion of the fixed case fails on it."""
-    cfg = TrainConfig.from_profile("default", method="backtrack", pairs=str(SYNTH), n_pairs=64, utility_ratio=0.25, utility_answers="reference",
-                                   learning_rate=1e-3, reset_learning_rate=reset_learning_rate, save_steps=100)
+    cfg = TrainConfig.from_profile("default", method="backtrack", pairs=str(SYNTH), n_pairs=32, utility_ratio=0.25, utility_answers="reference",
+                                   learning_rate=1e-3, reset_learning_rate=reset_learning_rate, max_length=128, save_steps=100)
     train_backtrack(cfg, tmp_path, progress=False)
     model, ttok = load_model(str(trained_model_path(tmp_path)))
     reset = ttok.convert_tokens_to_ids(RESET_TOKEN)
     recs = [r for r in safety_records(cfg, ttok, 24)[0] if reset in r["input_ids"]][:16]
     p = sorted(math.exp(s[0][0]) for s in label_scores(model, [dict(r, labels=[-100] * r["input_ids"].index(reset) + [reset]) for r in recs]))
-    median = p[len(p) // 2]   # median P([RESET]) at its own training positions after 16 steps
-    if reset_learning_rate: assert median > 1e-5, p       # 6e-5 measured
-    else: assert median < 1e-6, p                          # 9e-9 measured: the fixed case's bound fails here
+    median = p[len(p) // 2]   # median P([RESET]) at its own training positions after 8 steps of 4 records
+    if reset_learning_rate: assert median > 1e-5, p       # 2.5e-4 measured
+    else: assert median < 1e-6, p                          # 5e-9 measured: the fixed case's bound fails here
     row = model.get_output_embeddings().weight[reset]
     assert torch.equal(row, model.get_input_embeddings().weight[reset])         # the tied row: input and output are one
 
 
 @pytest.mark.parametrize("method, measure", [("recovery-sft", "NLL per token of the safe continuation"),
                                              ("derta", "log-probability of the refusal's first token")])
+@pytest.mark.slow
 def test_a_recovery_method_that_learned_passes_its_check(tmp_path, method, measure):
     cfg, stats = short_run(method, tmp_path)
     c = stats["check"]
-    assert c["what"].startswith(measure) and c["records"] > 0 and c["passed"], c
+    assert c["what"].startswith(measure) and c["records"] == 8 and c["passed"], c
     if method == "derta": assert c["trained"] - c["base"] >= 0.6931 and c["top1_trained"] >= c["top1_base"] and "mle" in c
     else: assert c["trained"] <= 0.9 * c["base"]
     assert read_json(tmp_path/"stats.json")["check"] == c and get_method(cfg.method).check(cfg, tmp_path) == c   # written once, and reproducible
 
 
+@pytest.mark.slow
 def test_an_untrained_recovery_model_fails_its_check(tmp_path):
     cfg, stats = short_run("recovery-sft", tmp_path, max_steps=1)
     c = stats["check"]

@@ -9,6 +9,7 @@ from c2_course_correct.core import read_json, read_jsonl
 SECRET = "sk-test-7f3a9c2e4b1d8e6f"   # a fake key in the environment: no file of the run may contain it
 
 
+@pytest.mark.slow
 def test_smoke_reproduce_killed_during_dpo_resumes_and_reports(repo, run_c2cc, run_c2cc_killed, tmp_path):
     profile = tmp_path/"my-smoke.yaml"                 # profiles are files a user copies and edits
     prof = yaml.safe_load((repo/"configs"/"smoke.yaml").read_text())
@@ -130,6 +131,7 @@ def test_make_reproduce_s_dtype_is_not_the_committed_run_s(repo, run_c2cc, tmp_p
     assert r.returncode == 0 and "eval-base (complete)" in r.stdout, r.stderr
 
 
+@pytest.mark.slow
 def test_a_failing_stage_names_its_notebook_and_cell(run_c2cc, tmp_path):
     (tmp_path/"tmp").mkdir()
     r = run_c2cc("reproduce", "--profile", "smoke", "--out", tmp_path/"run", "--stages", "train", "--quiet", env={"TMPDIR": str(tmp_path/"tmp")})
@@ -141,6 +143,7 @@ def test_a_failing_stage_names_its_notebook_and_cell(run_c2cc, tmp_path):
     assert read_json(tmp_path/"run"/"reproduce.json")["stages"][0]["status"] == "failed"
 
 
+@pytest.mark.slow
 def test_a_failing_figures_stage_leaves_no_temporary_files(repo, run_c2cc, tmp_path):
     run, tmp = tmp_path/"run", tmp_path/"tmp"
     tmp.mkdir()

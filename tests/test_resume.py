@@ -18,6 +18,7 @@ def stable(summary_path):
     return {k: v for k, v in s.items() if k not in VOLATILE}
 
 
+@pytest.mark.slow
 def test_kill_and_resume_matches_uninterrupted_run(run_c2cc, run_c2cc_killed, tmp_path):
     whole = tmp_path/"whole"
     r = run_c2cc(*ARGS, "--out", whole)
@@ -39,6 +40,7 @@ def test_kill_and_resume_matches_uninterrupted_run(run_c2cc, run_c2cc_killed, tm
     assert json.loads((killed/"summary.json").read_text())["timings"]["paths_generated"] == 24 - len(partial)
 
 
+@pytest.mark.slow
 def test_torn_last_line_is_repaired(run_c2cc, tmp_path):
     out = tmp_path/"out"
     small = [*ARGS[:3], "--n-items", "2", "--k", "10", "--samples", "1", "--max-new-tokens", "4", "--quiet"]
@@ -57,6 +59,7 @@ def started_elsewhere(out: Path, dtype: str) -> None:
     (out/"config.json").write_text(json.dumps({**cfg, "rows_dtype": dtype}))
 
 
+@pytest.mark.slow
 def test_an_auto_run_resumed_elsewhere_keeps_its_dtype_and_another_is_refused(run_c2cc, run_c2cc_killed, tmp_path):
     """`--dtype auto` is decided per machine (bf16 where the CPU multiplies it fast): a C2-Eval run killed on one
     machine and resumed on another that would choose otherwise goes on in the dtype its rows were computed in. With no
@@ -81,6 +84,7 @@ def test_an_auto_run_resumed_elsewhere_keeps_its_dtype_and_another_is_refused(ru
     assert rows(plain) == partial and not (plain/"summary.json").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", ["helpfulness", "synth"])
 def test_every_row_writing_stage_records_its_dtype_and_keeps_to_it(tmp_path, stage):
     """Helpfulness and C2-Syn on the smoke profile record the dtype they computed in; with a row lost and the rows

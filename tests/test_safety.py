@@ -24,6 +24,7 @@ def test_refusal_judge_agrees_with_pyrit_human_labels():
     assert a["accuracy"] >= 0.90 and a["refusals_found"] >= 0.85 and a["compliances_found"] >= 0.90, a
 
 
+@pytest.mark.slow
 def test_safety_on_the_trained_model_resumes_after_a_kill(run_c2cc, run_c2cc_killed, tmp_path):
     out = tmp_path/"safety-trained"
     args = ["safety", "--profile", "smoke", "--model", ADAPTER, "--out", out, "--quiet"]
@@ -96,6 +97,7 @@ def test_safety_refuses_bad_options(run_c2cc, tmp_path, args, message):
     assert not (tmp_path/"s"/"responses.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_make_safety_recipe_reproduces_the_committed_responses(repo, run_c2cc, tmp_path):
     recipe = re.search(r"^safety:.*\n\t(.+)$", (repo/"Makefile").read_text(), re.M).group(1)
     args = shlex.split(recipe)
@@ -109,6 +111,7 @@ def test_make_safety_recipe_reproduces_the_committed_responses(repo, run_c2cc, t
     assert read_jsonl(tmp_path/"s"/"benign.jsonl") == read_jsonl(COMMITTED/"safety-base"/"benign.jsonl")
 
 
+@pytest.mark.slow
 def test_gcg_scoring_against_the_cached_head_finds_the_committed_suffix():
     """GCG scores its candidates against one cache of the chat opening and the behavior; the committed run scored
     every whole prompt. The same search on the default profile's first adaptive behavior finds the same suffix, step
@@ -128,6 +131,7 @@ def test_gcg_scoring_against_the_cached_head_finds_the_committed_suffix():
     assert res.loss == pytest.approx(row["search"]["loss"], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_two_shards_write_the_rows_of_one_run(run_c2cc, tmp_path):
     args = ["safety", "--profile", "smoke", "--attacks", "direct", "caesar", "gcg", "--quiet"]
     r = run_c2cc(*args, "--out", tmp_path/"one")

@@ -110,9 +110,18 @@ def test_committed_default_run_keeps_the_ranking():
     assert len(kept) >= 150
 
 
-def test_cli_run_writes_pairs_for_the_training_split(run_c2cc, tmp_path):
-    out = tmp_path/"syn"
-    r = run_c2cc(*SMALL, "--n-requests", "4", "--out", out)
+ONE_PER_CHUNK = [*SMALL, "--n-requests", "4", "--batch-size", "5"]   # five responses a request: one request per chunk
+
+
+@pytest.fixture(scope="module")
+def four_requests(run_c2cc, made_once):
+    "An uninterrupted run of four requests, one per chunk: the CLI's output and what a resumed run must give."
+    return made_once("synth-four-requests", lambda out: run_c2cc(*ONE_PER_CHUNK, "--out", out))
+
+
+@pytest.mark.slow
+def test_cli_run_writes_pairs_for_the_training_split(four_requests):
+    out, r = four_requests
     assert r.returncode == 0, r.stderr
     assert "4 of 4 requests kept, 60 pairs" in r.stdout, r.stdout
     kept, pairs = check_run(out, SynthConfig.from_profile("smoke", n_requests=4))
@@ -126,6 +135,7 @@ def test_cli_run_writes_pairs_for_the_training_split(run_c2cc, tmp_path):
     assert all(x["qc_passed"] in (True, False) for r in kept for x in r["responses"][:5])   # audit: judged, kept
 
 
+@pytest.mark.slow
 def test_pku_file_in_the_hub_schema(run_c2cc, pku_sample, tmp_path):
     r = run_c2cc(*SMALL, "--data", pku_sample, "--n-requests", "2", "--out", tmp_path/"pku")
     assert r.returncode == 0, r.stderr
@@ -135,6 +145,7 @@ def test_pku_file_in_the_hub_schema(run_c2cc, pku_sample, tmp_path):
 
 # ---- quality control that filters ------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_filter_regenerates_then_drops_with_reasons(tmp_path):
     cfg = SynthConfig.from_profile("smoke", n_requests=4, qc="filter", qc_retries=1)
     stats = run_c2_syn(cfg, tmp_path/"f", progress=False)
@@ -158,10 +169,10 @@ def test_filter_regenerates_then_drops_with_reasons(tmp_path):
 
 # ---- resume ----------------------------------------------------------------------------------------------
 
-def test_kill_and_resume_gives_the_same_pairs(run_c2cc, run_c2cc_killed, tmp_path):
-    args = [*SMALL, "--n-requests", "4", "--batch-size", "5"]                  # one request per chunk
-    whole = tmp_path/"whole"
-    assert run_c2cc(*args, "--out", whole).returncode == 0
+@pytest.mark.slow
+def test_kill_and_resume_gives_the_same_pairs(run_c2cc, run_c2cc_killed, tmp_path, four_requests):
+    args, (whole, done) = ONE_PER_CHUNK, four_requests
+    assert done.returncode == 0, done.stderr
 
     killed = tmp_path/"killed"
     f = killed/"work"/"requests-0-of-1.jsonl"
@@ -178,6 +189,7 @@ def test_kill_and_resume_gives_the_same_pairs(run_c2cc, run_c2cc_killed, tmp_pat
     assert read_jsonl(killed/"responses.jsonl") == read_jsonl(whole/"responses.jsonl")
 
 
+@pytest.mark.slow
 def test_shards_share_one_folder(run_c2cc, tmp_path):
     out, args = tmp_path/"sharded", [*SMALL, "--n-requests", "3"]
     first = run_c2cc(*args, "--shard", "0/2", "--out", out)
@@ -210,6 +222,7 @@ def test_data_without_a_qualifying_request(run_c2cc, tmp_path):
     assert "no request qualifies for C2-Syn" in msg and "response_too_short': 5" in msg and "more than 80 words" in msg
 
 
+@pytest.mark.slow
 def test_folder_of_another_config_and_foreign_rows(run_c2cc, tmp_path):
     out = tmp_path/"o"
     assert run_c2cc(*SMALL, "--n-requests", "1", "--out", out).returncode == 0

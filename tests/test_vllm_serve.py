@@ -64,6 +64,7 @@ def api_key(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "EMPTY")   # the local server checks no key; the client needs one set
 
 
+@pytest.mark.slow
 def test_judge_through_vllm_serve_then_killed_mid_run_and_resumed(start_server, tmp_path):
     rows = labelled_continuations("dev")[:20]
     src, cache = tmp_path/"rows.jsonl", tmp_path/"judge_cache.jsonl"
