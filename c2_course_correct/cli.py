@@ -191,7 +191,7 @@ def cmd_safety(args) -> int:
         asr = "n/a" if v["asr"] is None else f"{v['asr']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]"
         print(f"  {a:13s} ASR {asr}  ({v['broken']}/{v['behaviors']} behaviors, {v['prompts']} prompts)")
     b = s["benign"]
-    print(f"  benign requests refused: {b['refused']}/{b['requests'] - b['undecided']}")
+    print(f"  safety stage's benign requests refused: {b['refused']}/{b['requests'] - b['undecided']}")
     return 0
 
 def _safety_compare_parser(sub) -> None:

@@ -92,7 +92,10 @@ def safety_benign_table(cmp: dict, out: Path, sources: list[str]) -> Artifact:
     """Over-refusal, similarity of the trained model's benign answers to the base model's, and lm-eval scores when
     present."""
     b = cmp["benign"]
-    rows = [{"measure": "benign requests refused", "base": b["refusal rate before"], "base 95% CI": b["before 95%"],
+    # the safety stage's own few benign requests, named apart from the helpfulness stage's benign refusal (every other
+    # table's), which is measured on the benign pool's test part
+    rows = [{"measure": f"safety stage's benign requests refused (of {b['requests']})", "base": b["refusal rate before"],
+             "base 95% CI": b["before 95%"],
              "trained": b["refusal rate after"], "trained 95% CI": b["after 95%"]},
             {"measure": "ROUGE-L F1 of the trained model's answers to the base model's", "base": 1.0,
              "trained": b["ROUGE-L to base answers"]},
@@ -105,9 +108,10 @@ def safety_benign_table(cmp: dict, out: Path, sources: list[str]) -> Artifact:
                          "base": ((ab.get("before") or {}).get("results") or {}).get(task, {}).get(m), "trained": v})
     files = save_table(rows, out/"tables", "safety_benign")
     return Artifact("safety_benign", "table", "Over-refusal and general ability before and after training",
-                    f"The trained model refused {format_cell(b['refusal rate after'])} of {b['requests']} benign "
-                    f"requests (base: "
-                    f"{format_cell(b['refusal rate before'])}); its greedy answers keep a ROUGE-L F1 of "
+                    f"The trained model refused {format_cell(b['refusal rate after'])} of the safety stage's "
+                    f"{b['requests']} benign requests (base: {format_cell(b['refusal rate before'])}; the helpfulness "
+                    f"table measures benign refusal on the benign pool's test requests); its greedy answers keep a "
+                    f"ROUGE-L F1 of "
                     f"{format_cell(b['ROUGE-L to base answers'])} "
                     f"with the base model's ({b['identical answers']} identical). Similarity shows how much training "
                     f"changed harmless answers, "

@@ -61,6 +61,9 @@ def test_safety_compare_rebuilds_the_committed_tables(run_c2cc, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     for name in ("safety_asr", "safety_asr_by_category", "safety_benign"):
         assert (tmp_path/"tables"/f"{name}.md").read_text() == (COMMITTED/"tables"/f"{name}.md").read_text(), name
+    # the safety stage's own few benign requests are named apart from the helpfulness stage's benign refusal
+    n = read_json(COMMITTED/"safety-base"/"summary.json")["benign"]["requests"]
+    assert f"| safety stage's benign requests refused (of {n}) |" in (tmp_path/"tables"/"safety_benign.md").read_text()
     assert (tmp_path/"figures"/"safety_asr_plot.png").stat().st_size > 0
     cmp = compare_safety(COMMITTED/"safety-base", COMMITTED/"safety-trained")
     with open(tmp_path/"tables"/"safety_asr.csv") as f: table = list(csv.DictReader(f))
