@@ -2,8 +2,9 @@
 torch, transformers and TRL (about 5 s of every such process on the 2-core machines). `WarmPython` starts one server
 per test worker that imports them once and then forks a child for each command: the child is a new process with its
 own pid, working directory, environment, temporary folder, standard streams and exit status, and it runs the command's
-own script as `__main__`, as the interpreter would; only the imports are already done. A command whose environment
-changes how Python starts (`PYTHONPATH` and the like) runs as a plain subprocess instead.
+own script as `__main__`, as the interpreter would; only the imports (and the default model's tokenizer) are already
+done. A command whose environment changes how Python starts (`PYTHONPATH` and the like) runs as a plain subprocess
+instead.
 
 Run as a script, this file is the server: it reads one JSON request a line on stdin, forks, and answers on stdout
 `{"started": pid}`, then `{"pid": pid, "exit": code}` when that child ends (a negative code: killed by that signal)."""
@@ -136,6 +137,10 @@ def _child(req: dict) -> None:
 def serve() -> None:
     import importlib
     for m in PRELOAD: importlib.import_module(m)
+    # the default model's tokenizer, read once here: most commands read it first (half a second to two each time); a
+    # child's load_tokenizer copies it from this cache, which still rereads the files once they change
+    from c2_course_correct.models import load_tokenizer
+    load_tokenizer("default")
     assert threading.active_count() == 1, "an import started a thread: forking would not be safe"
     answer = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)                                      # stray prints of the server go to its log, not the protocol
