@@ -183,11 +183,11 @@ def check_no_conflicts(stages: list[Stage]) -> None:
 
 # %% ../nbs/59_plan.ipynb #fed95130
 FLOP_RATES = {  # effective FLOP/s per kind of stage
-    # measured: 2-core CPU, fp32, the default profile
-    "cpu": dict(eval=3.2e10, synth=1.1e10, train=8.1e10, safety=6.0e10, scoring=6.0e10, helpfulness=6.0e10),
+    # measured: 2-core CPU (AMD EPYC, no AMX), fp32, the default profile
+    "cpu": dict(eval=3.2e10, synth=1.1e10, train=8.1e10, safety=8.2e10, scoring=2.8e11, helpfulness=6.0e10),
     # assumed: one H100, bf16
     "cuda": dict(eval=1.0e14, synth=5.0e13, train=3.5e14, safety=5.0e13, scoring=4.0e14, helpfulness=5.0e13),
-}   # cpu scoring: measured with the rest of the safety stage
+}   # cpu safety and scoring: the trained model's safety stage, its GCG and AutoDAN calls (scoring) and the rest
 # stages that use every GPU, and their scaling (assumed; shards, DDP)
 MULTI_GPU = dict(synth=1.0, safety=1.0, train=0.9)
 GCG_STEPS_RUN = 0.85   # share of GCG's steps a search runs with gcg_early_stop (assumed, see above)

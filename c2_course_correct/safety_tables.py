@@ -94,8 +94,8 @@ def safety_benign_table(cmp: dict, out: Path, sources: list[str]) -> Artifact:
     b = cmp["benign"]
     # the safety stage's own few benign requests, named apart from the helpfulness stage's benign refusal (every other
     # table's), which is measured on the benign pool's test part
-    rows = [{"measure": f"safety stage's benign requests refused (of {b['requests']})", "base": b["refusal rate before"],
-             "base 95% CI": b["before 95%"],
+    rows = [{"measure": f"safety stage's benign requests refused (of {b['requests']})",
+             "base": b["refusal rate before"], "base 95% CI": b["before 95%"],
              "trained": b["refusal rate after"], "trained 95% CI": b["after 95%"]},
             {"measure": "ROUGE-L F1 of the trained model's answers to the base model's", "base": 1.0,
              "trained": b["ROUGE-L to base answers"]},
