@@ -15,28 +15,26 @@ TRAIN_NBS = {"30_dpo", "31_sft", "35_sweep"}
 GENERATE_NBS = {"03_generate", "04_judge", "10_benchmark", "20_synthesis", "29_utility", "39_attacks", "40_safety",
                 "45_helpfulness"}
 PAPERMILL_NBS = {"60_reproduce"}
-# (group, file, name pattern): the first rule whose file and pattern match a test names its group
+# group -> {test file pattern: test name pattern}; the first group (in this order) with a file and name that match
 RULES = [
-    ("process start only", r"test_vllm", r"test_missing_vllm"),
-    ("in-process", r"test_vllm", r"test_bad_vllm"),
-    ("vLLM", r"test_vllm(_serve)?", r""),
-    ("papermill", r"test_reproduce", r"test_smoke_reproduce|test_a_failing"),
-    ("training", r"test_arena", r"test_a_smoke_arena"),
-    ("training", r"test_distributed", r""),
-    ("training", r"test_dpo", r"test_train_|test_training_|test_c2_eval_loads|test_full_fine|test_a_merged|test_resume_"
-                              r"|test_a_shared_prefix|test_nll_weight|test_self_answered"),
-    ("training", r"test_recovery", r"test_smoke_training|test_backtrack_adapter|test_c2_eval_counts|test_backtracking_"
-                                   r"|test_a_recovery_method_that|test_an_untrained"),
-    ("generation", r"test_generate|test_resume|test_default_run", r""),
-    ("generation", r"test_safety", r"resumes|shards|recipe|gcg_scoring"),
-    ("generation", r"test_helpfulness", r"test_a_run|test_kill"),
-    ("generation", r"test_synthesis", r"test_cli_run|test_filter|test_kill|test_shards|test_folder_of|four_requests"),
-    ("generation", r"test_prefilling", r"test_prefilling_attack"),
-    ("generation", r"test_cli", r"test_eval_on"),
-    ("generation", r"test_models", r"chatml|adapter_is_merged|frozen_head"),
+    ("process start only", {"test_vllm": "test_missing_vllm"}),
+    ("in-process", {"test_vllm": "test_bad_vllm"}),
+    ("vLLM", {"test_vllm(_serve)?": ""}),
+    ("papermill", {"test_reproduce": "test_smoke_reproduce|test_a_failing"}),
+    ("training", {
+        "test_arena": "test_a_smoke_arena", "test_distributed": "",
+        "test_dpo": "test_train_|test_training_|test_c2_eval_loads|test_full_fine|test_a_merged|test_resume_"
+                    "|test_a_shared_prefix|test_nll_weight|test_self_answered",
+        "test_recovery": "test_smoke_training|test_backtrack_adapter|test_c2_eval_counts|test_backtracking_"
+                         "|test_a_recovery_method_that|test_an_untrained"}),
+    ("generation", {
+        "test_generate|test_resume|test_default_run": "", "test_safety": "resumes|shards|recipe|gcg_scoring",
+        "test_helpfulness": "test_a_run|test_kill", "test_prefilling": "test_prefilling_attack",
+        "test_synthesis": "test_cli_run|test_filter|test_kill|test_shards|test_folder_of|four_requests",
+        "test_cli": "test_eval_on", "test_models": "chatml|adapter_is_merged|frozen_head"}),
     # a `c2cc` (or script) started for its error message or help
-    ("process start only", r"test_(bad_input|bench|cli|dpo|recovery|reproduce|safety|helpfulness|synthesis|arena)",
-     r"bad|refuse|missing|needs|no_rows|another_config|help"),
+    ("process start only", {"test_(bad_input|bench|cli|dpo|recovery|reproduce|safety|helpfulness|synthesis|arena)":
+                            "bad|refuse|missing|needs|no_rows|another_config|help"}),
 ]
 
 
@@ -46,8 +44,8 @@ def group(file: str, name: str) -> str:
         nb = re.search(r"\[(.+)\]", name).group(1)
         return ("notebooks that train" if nb in TRAIN_NBS else "notebooks that generate" if nb in GENERATE_NBS else
                 "papermill" if nb in PAPERMILL_NBS else "notebooks without a model")
-    for g, f, pattern in RULES:   # the function's name, not its parameters
-        if re.fullmatch(f, file) and re.search(pattern, name.split("[")[0]): return g
+    for g, rules in RULES:   # the function's name, not its parameters
+        if any(re.fullmatch(f, file) and re.search(p, name.split("[")[0]) for f, p in rules.items()): return g
     return "in-process"
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse, subprocess, sys
 from pathlib import Path
 
-from .core import C2Error, load_profile, write_json
+from .core import C2Error, ConfigError, load_profile, write_json
 from .benchmark import EvalConfig, corr_table, run_c2_eval
 from .dpo import write_comparison
 from .train import TrainConfig, launcher_processes, rank_launch_command, train_model
@@ -22,8 +22,9 @@ from .options import (EVAL_OPTIONS, HELP_OPTIONS, SAFETY_OPTIONS, SYNTH_OPTIONS,
                                        add_profile_options, option_overrides)
 
 # %% auto #0
-__all__ = ['cmd_eval', 'cmd_synth', 'cmd_train', 'cmd_compare', 'cmd_judge', 'cmd_safety', 'cmd_safety_compare',
-           'cmd_helpfulness', 'cmd_helpfulness_compare', 'cmd_sweep', 'cmd_arena', 'cmd_reproduce', 'parser', 'main']
+__all__ = ['OUT_FOLDERS', 'OUT_FILES', 'cmd_eval', 'cmd_synth', 'cmd_train', 'cmd_compare', 'cmd_judge', 'cmd_safety',
+           'cmd_safety_compare', 'cmd_helpfulness', 'cmd_helpfulness_compare', 'cmd_sweep', 'cmd_arena',
+           'cmd_reproduce', 'parser', 'check_out', 'quiet_libraries', 'main']
 
 # %% ../nbs/90_cli.ipynb #ad3ae81a
 def _eval_parser(sub) -> None:
@@ -331,14 +332,16 @@ def _reproduce_parser(sub) -> None:
     p.add_argument("--stages", nargs="+", default=None, help="run only these stages (names as the dry run prints them)")
     p.add_argument("--dry-run", action="store_true",
                    help="print each stage, its parameters and estimated cost; run nothing")
-    p.add_argument("--gpus", type=int, default=1,
+    p.add_argument("--gpus", type=int, default=None,
                    help="with --dry-run: price the run on this many GPUs (shards and DDP; default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 def cmd_reproduce(args) -> int:
     "Run (or describe) a reproduction from parsed arguments."
+    if args.gpus is not None and not args.dry_run:   # a run would ignore it and still exit 0
+        raise ConfigError("--gpus only prices a plan: add --dry-run, or leave --gpus out")
     rec = reproduce(args.profile, args.out, args.sets, args.stages, dry_run=args.dry_run, progress=not args.quiet,
-                    gpus=args.gpus, dtype=args.dtype)
+                    gpus=args.gpus or 1, dtype=args.dtype)
     if not args.dry_run:
         this = rec["invocations"][-1]
         done = f"report: {rec['out']}/REPORT.md" if "figures" in this["ran"] else f"results: {rec['out']}"
@@ -362,14 +365,43 @@ def parser() -> argparse.ArgumentParser:
     _reproduce_parser(sub)
     return p
 
+OUT_FOLDERS = ("eval", "synth", "train", "safety", "safety-compare", "helpfulness", "sweep", "reproduce")
+OUT_FILES = {"compare": "out", "judge": "dst", "helpfulness-compare": "out"}   # command -> its --out's destination
+
+def check_out(path: str | Path, folder: bool) -> None:
+    """Raise ConfigError when `--out` cannot be written as asked: a file where a folder is wanted (`folder`), a folder
+    where a file is, or a path under a file."""
+    p = Path(path)
+    if p.exists():
+        if folder and not p.is_dir(): raise ConfigError(f"--out {p} is a file: give a folder (a new one, or a run's)")
+        if not folder and p.is_dir(): raise ConfigError(f"--out {p} is a folder: give the file to write, in it")
+        return
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"--out {p}: {parent} is a file, so nothing can be written under it")
+            return
+
+def quiet_libraries() -> None:
+    """Turn off the progress bars the libraries draw themselves: transformers' weight loading, datasets' mapping (TRL's
+    tokenizing) and the hub's downloads; `--quiet` turns off this project's own."""
+    import datasets, huggingface_hub.utils, transformers.utils.logging
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    huggingface_hub.utils.disable_progress_bars()
+
 def main(argv: list[str] | None = None) -> int:
     "Console entry point: run a sub-command; user errors exit with status 2 and one line saying what to fix."
     args = parser().parse_args(argv)
+    out = getattr(args, OUT_FILES.get(args.command, "out"), None)
+    if getattr(args, "quiet", False): quiet_libraries()
     cmds = {"eval": cmd_eval, "synth": cmd_synth, "train": cmd_train, "compare": cmd_compare, "judge": cmd_judge,
             "safety": cmd_safety, "safety-compare": cmd_safety_compare, "helpfulness": cmd_helpfulness,
             "helpfulness-compare": cmd_helpfulness_compare, "sweep": cmd_sweep, "arena": cmd_arena,
             "reproduce": cmd_reproduce}
-    try: return cmds[args.command](args)
+    try:
+        if out is not None and args.command in (*OUT_FOLDERS, *OUT_FILES): check_out(out, args.command in OUT_FOLDERS)
+        return cmds[args.command](args)
     except C2Error as e:
         print(f"c2cc {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -12,10 +12,11 @@ from typing import Any, Iterable
 
 # %% auto #0
 __all__ = ['OPENERS', 'TRIGGERS', 'SPLIT_PUNCTUATION', 'C2_EVAL', 'C2_SYN', 'JUDGE_PROMPT', 'JUDGE_SETTINGS',
-           'PAPER_MODELS_C2_EVAL', 'PAPER_MODELS_TRAINED', 'ROWS_DTYPE', 'C2Error', 'ConfigError', 'DataError',
-           'numbered_jsonl', 'read_jsonl', 'read_json', 'append_jsonl', 'write_json', 'rewrite_jsonl', 'scratch_folder',
-           'stable_id', 'derive_seed', 'config_hash', 'check_shard', 'package_version', 'environment_info', 'cache_dir',
-           'notebook_markdown', 'profiles_dir', 'load_profile', 'dtype_text', 'held_identity', 'StageConfig']
+           'PAPER_MODELS_C2_EVAL', 'PAPER_MODELS_TRAINED', 'PROFILE_SECTIONS', 'ROWS_DTYPE', 'C2Error', 'ConfigError',
+           'DataError', 'numbered_jsonl', 'read_jsonl', 'read_json', 'append_jsonl', 'write_json', 'rewrite_jsonl',
+           'scratch_folder', 'stable_id', 'derive_seed', 'config_hash', 'check_shard', 'package_version',
+           'environment_info', 'cache_dir', 'notebook_markdown', 'profiles_dir', 'did_you_mean', 'load_profile',
+           'dtype_text', 'held_identity', 'StageConfig']
 
 # %% ../nbs/00_core.ipynb #326b1350
 OPENERS: list[str] = [
@@ -220,8 +221,17 @@ def profiles_dir() -> Path:
     beside = Path(importlib.util.find_spec("c2_course_correct").origin).resolve().parent.parent/"configs"
     return beside if beside.is_dir() else Path("configs")
 
+PROFILE_SECTIONS = ("eval", "synth", "train", "sweep", "safety", "helpfulness", "arena", "models", "tensor_parallel")
+
+def did_you_mean(names: Iterable[str], known: Iterable[str]) -> str:
+    "` (did you mean 'x'?)` for the known name nearest each of `names` (those with one close enough), else ``."
+    import difflib
+    near = [m[0] for n in names if (m := difflib.get_close_matches(str(n), list(known), n=1, cutoff=0.6))]
+    return f" (did you mean {', '.join(map(repr, near))}?)" if near else ""
+
 def load_profile(name_or_path: str | Path) -> dict:
-    "Load a run profile from a YAML path or a name in `configs/` (`smoke`, `default`, `paper`)."
+    """Load a run profile from a YAML path or a name in `configs/` (`smoke`, `default`, `paper`); a section this
+    project does not know is an error (a misspelt section would otherwise leave its stage on defaults unnoticed)."""
     import yaml
     p = Path(name_or_path)
     if not p.exists():
@@ -231,6 +241,9 @@ def load_profile(name_or_path: str | Path) -> dict:
         raise ConfigError(f"profile {name_or_path!r} not found: give a YAML path or one of {known}")
     prof = yaml.safe_load(p.read_text()) or {}
     if not isinstance(prof, dict): raise ConfigError(f"{p}: a profile must be a mapping of stage sections")
+    if unknown := sorted(str(k) for k in prof if k not in PROFILE_SECTIONS):
+        raise ConfigError(f"{p}: unknown profile section(s) {unknown}{did_you_mean(unknown, PROFILE_SECTIONS)}; "
+                          f"the sections are {list(PROFILE_SECTIONS)}")
     prof["_path"] = str(p)
     return prof
 
@@ -268,7 +281,8 @@ class StageConfig:
         from dataclasses import fields
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
-        if unknown: raise ConfigError(f"unknown {cls.STAGE} setting(s) {unknown}; known: {sorted(known)}")
+        if unknown: raise ConfigError(f"unknown {cls.STAGE} setting(s) {unknown}{did_you_mean(unknown, known)}; "
+                                      f"known: {sorted(known)}")
         return cls(**d)
 
     @classmethod

@@ -164,6 +164,11 @@ class TrainConfig(StageConfig):
                 f"data.benign_pool)")
         if self.utility_ratio == 1 and self.n_pairs is None: raise ConfigError(
             "utility_ratio 1 (utility pairs only) needs n_pairs")
+        r, n = self.utility_ratio, self.n_pairs
+        if r and isinstance(n, int) and n >= 1 and not round(r * n):   # else the utility data is blamed, later
+            least = next(m for m in range(n + 1, 10**6) if round(r * m))
+            raise ConfigError(f"utility_ratio {r} of n_pairs {n} is no utility pair (round({r} x {n}) = 0): give "
+                              f"n_pairs {least} or more, or utility_ratio 0")
         if not isinstance(self.nll_weight, (int, float)) or self.nll_weight < 0: raise ConfigError(
             f"nll_weight must be a number >= 0, got {self.nll_weight!r}")
         if self.utility_answers not in UTILITY_ANSWERS:

@@ -119,6 +119,6 @@ def mix_counts(cfg: TrainConfig, available: int) -> tuple[int | None, int]:
     `utility_ratio`."""
     r = cfg.utility_ratio
     if cfg.n_pairs is None: return None, (round(r * available / (1 - r)) if r < 1 else 0)
-    n_util = round(r * cfg.n_pairs)
+    n_util = round(r * cfg.n_pairs)   # at least 1 when r > 0 (TrainConfig checks)
     return cfg.n_pairs - n_util, n_util
 

@@ -93,3 +93,37 @@ def test_bad_judge_rows(run_c2cc, tmp_path, row, message):
     src = write(tmp_path/"rows.jsonl", json.dumps(row) + "\n")
     r = run_c2cc("judge", "--in", src, "--out", tmp_path/"judged.jsonl")
     assert r.returncode == 2 and message in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("command, old, new, message", [
+    (["reproduce", "--dry-run"], "\nsafety:", "\nsafty:", "unknown profile section(s) ['safty'] (did you mean 'safety'?)"),
+    (["synth"], "\neval:", "\nevl:", "unknown profile section(s) ['evl'] (did you mean 'eval'?)"),
+    (["eval"], "  n_items: 3", "  n_item: 3", "unknown C2-Eval setting(s) ['n_item'] (did you mean 'n_items'?)"),
+])
+def test_a_misspelt_profile_section_or_setting_is_named(repo, run_c2cc, tmp_path, command, old, new, message):
+    "A typo in a copied profile stops every command that reads it, naming the word and the one meant."
+    text = (repo/"configs"/"smoke.yaml").read_text()
+    assert old in text
+    typo = write(tmp_path/"typo.yaml", text.replace(old, new))
+    r = run_c2cc(*command, "--profile", typo, "--out", tmp_path/"out")
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path/"out").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["eval", "--profile", "smoke", "--out", "{file}"], "is a file: give a folder"),
+    (["synth", "--profile", "smoke", "--out", "{file}/synth"], "is a file, so nothing can be written under it"),
+    (["train", "--profile", "smoke", "--out", "{file}"], "is a file: give a folder"),
+    (["helpfulness", "--profile", "smoke", "--out", "{file}/h"], "is a file, so nothing can be written under it"),
+    (["compare", "outputs/default/eval-base", "outputs/default/eval-trained", "--out", "{folder}"], "is a folder: give the file"),
+    (["reproduce", "--profile", "smoke", "--out", "{folder}/run", "--gpus", "8"], "--gpus only prices a plan: add --dry-run"),
+    # the cause, not the utility data that was never asked for
+    (["train", "--profile", "smoke", "--pairs", "outputs/default/synth", "--n-pairs", "2", "--out", "{folder}/run"],
+     "utility_ratio 0.25 of n_pairs 2 is no utility pair (round(0.25 x 2) = 0): give n_pairs 3 or more"),
+])
+def test_an_output_that_cannot_be_written_and_a_flag_that_would_do_nothing(run_c2cc, tmp_path, args, message):
+    "One line and status 2, before any work, where a traceback, a silent exit 0 or the wrong cause came before."
+    (tmp_path/"notes.txt").write_text("keep me")
+    r = run_c2cc(*[a.format(file=tmp_path/"notes.txt", folder=tmp_path) for a in args])
+    assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert (tmp_path/"notes.txt").read_text() == "keep me" and not (tmp_path/"run").exists()

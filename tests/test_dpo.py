@@ -1,7 +1,7 @@
 """DPO: `c2cc train` on real C2-Syn pairs with the embedded model, the trained adapter loaded by `load_model` and
 by `c2cc eval --model`, weights that changed where LoRA was put, resume after a kill, bad config and bad pairs with
 their messages, and the committed default before/after results."""
-import json
+import json, re
 from pathlib import Path
 
 import pytest
@@ -337,3 +337,10 @@ def test_compare_refuses_runs_that_differ_in_more_than_the_model(run_c2cc, tmp_p
     r = run_c2cc("compare", DEFAULT/"eval-base", tmp_path/"other", "--out", tmp_path/"t.md")
     assert r.returncode == 2 and "are not comparable: their C2-Eval configs differ in ['k', 'seed'], not only the model" in r.stderr, r.stderr
     assert not (tmp_path/"t.md").exists()
+
+
+@pytest.mark.slow
+def test_quiet_training_draws_no_progress_bar(made_once, four_steps):
+    "`--quiet` silences the libraries' bars too (weights loading, TRL's tokenizing), not only this project's."
+    r = made_once("dpo-four-steps", None)[1]   # the four-step run, made with --quiet
+    assert r.returncode == 0 and "--quiet" in r.args and not re.search(r"\d+%\|", r.stderr), r.stderr[-2000:]
