@@ -34,7 +34,7 @@ RULES = [
         "test_cli": "test_eval_on", "test_models": "chatml|adapter_is_merged|frozen_head"}),
     # a `c2cc` (or script) started for its error message or help
     ("process start only", {"test_(bad_input|bench|cli|dpo|recovery|reproduce|safety|helpfulness|synthesis|arena)":
-                            "bad|refuse|missing|needs|no_rows|another_config|help"}),
+                            "bad|refuse|missing|needs|no_rows|another_config|help|misspelt|cannot_be_written"}),
 ]
 
 
