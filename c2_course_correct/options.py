@@ -67,8 +67,13 @@ SYNTH_OPTIONS = [  # (flag, config field, argparse keywords)
     ("--model", "model",
      dict(help="generator: 'default' (embedded SmolLM2-135M-Instruct), a folder, a .gguf file or a hub id "
                                    "(paper: meta-llama/Llama-2-7b-chat-hf)")),
-    ("--data", "data", dict(help="harmful pairs, as for c2cc eval; the requests C2-Eval holds out are never used")),
+    ("--data", "data", dict(help="harmful pairs, as for c2cc eval; the requests C2-Eval holds out of the same data "
+                                 "(the eval section's source, or this one) are never used")),
     ("--split", "split", dict(help="split of a datasets source (paper: train)")),
+    ("--eval-size", "eval_size", dict(type=int, help="C2-Eval's test requests to leave out, as c2cc eval --eval-size "
+                                                     "splits the same data")),
+    ("--eval-val-size", "eval_val_size", dict(type=int, help="C2-Eval's validation requests after them to leave out, "
+                                                             "as c2cc eval --val-size")),
     ("--n-requests", "n_requests", dict(type=int, help="use the first N qualifying requests (paper: 50000)")),
     ("--min-response-words", "min_response_words", dict(type=int,
                                                         help="keep harmful responses longer than this (paper: 80)")),

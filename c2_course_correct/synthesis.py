@@ -13,8 +13,8 @@ from typing import Sequence
 import numpy as np
 
 from .core import (C2_SYN, OPENERS, SPLIT_PUNCTUATION, TRIGGERS, ConfigError, DataError, StageConfig,
-                                    append_jsonl, check_shard, derive_seed, environment_info, numbered_jsonl,
-                                    write_json, rewrite_jsonl)
+                                    append_jsonl, check_shard, derive_seed, environment_info, load_profile,
+                                    numbered_jsonl, write_json, rewrite_jsonl)
 from .data import HarmfulPair, load_pairs, request_key, split_pairs
 from .generate import Backend, GenerationRequest, SamplingConfig, make_backend, prompt_batches
 from .judge import Judge, judge_description, make_judge
@@ -91,6 +91,17 @@ class SynthConfig(StageConfig):
         return {k: ev[src] for k, src in [("eval_data", "data"), ("eval_split", "split"), ("eval_size", "eval_size"),
                                           ("eval_val_size", "val_size"),
                                           ("eval_seed", "seed")] if src in ev}
+
+    @classmethod
+    def from_profile(cls, profile: str | Path | dict, **overrides):
+        """As `StageConfig.from_profile`; data from another source than the `eval` section's (`--data X`) has the
+        held-out requests of X itself excluded (the split C2-Eval makes of X), unless `eval_data` is named."""
+        prof = profile if isinstance(profile, dict) else load_profile(profile)
+        given = {**prof.get(cls.SECTION, {}), **overrides}
+        data = given.get("data", "default")
+        own = {"eval_data": data} if "eval_data" not in given and data != prof.get("eval", {}).get("data",
+                                                                                                   "default") else {}
+        return super().from_profile(prof, **own, **overrides)
 
 # %% ../nbs/20_synthesis.ipynb #9fb9acba
 def select_requests(cfg: SynthConfig) -> tuple[list[HarmfulPair], Counter]:

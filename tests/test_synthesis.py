@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from c2_course_correct.core import OPENERS, read_jsonl
+from c2_course_correct.core import OPENERS, read_json, read_jsonl
 from c2_course_correct.data import load_pairs, request_key, split_pairs
 from c2_course_correct.synthesis import (RANK_NAMES, SynthConfig, cut_marks, plan_request, run_c2_syn, select_requests,
                                          truncation_points)
@@ -137,9 +137,12 @@ def test_cli_run_writes_pairs_for_the_training_split(four_requests):
 
 @pytest.mark.slow
 def test_pku_file_in_the_hub_schema(run_c2cc, pku_sample, tmp_path):
-    r = run_c2cc(*SMALL, "--data", pku_sample, "--n-requests", "2", "--out", tmp_path/"pku")
+    # the file's own held-out split is left out (60 requests: the profile's 50 + 30 would leave none)
+    r = run_c2cc(*SMALL, "--data", pku_sample, "--n-requests", "2", "--eval-size", "20", "--eval-val-size", "0",
+                 "--out", tmp_path/"pku")
     assert r.returncode == 0, r.stderr
-    kept, _ = check_run(tmp_path/"pku", SynthConfig.from_profile("smoke", data=str(pku_sample), n_requests=2))
+    kept, _ = check_run(tmp_path/"pku", SynthConfig.from_profile("smoke", data=str(pku_sample), n_requests=2, eval_size=20,
+                                                                   eval_val_size=0))
     assert all(r["source"].startswith(str(pku_sample)) for r in kept)
 
 
@@ -218,8 +221,9 @@ def test_data_without_a_qualifying_request(run_c2cc, tmp_path):
     short = tmp_path/"short.jsonl"
     short.write_text("".join(json.dumps(dict(request=f"How do I do bad thing {i}?", response="Here is how: do it. " * 5)) + "\n"
                              for i in range(5)))
-    msg = error_of(run_c2cc(*SMALL, "--data", short, "--out", tmp_path/"o"))
-    assert "no request qualifies for C2-Syn" in msg and "response_too_short': 5" in msg and "more than 80 words" in msg
+    msg = error_of(run_c2cc(*SMALL, "--data", short, "--eval-size", "1", "--eval-val-size", "0", "--out", tmp_path/"o"))
+    assert "no request qualifies for C2-Syn" in msg and "more than 80 words" in msg
+    assert "'in_c2_eval_test': 1" in msg and "response_too_short': 4" in msg, msg   # the file's own test request, left out
 
 
 @pytest.mark.slow
@@ -249,3 +253,20 @@ def test_selection_never_uses_held_out_or_repeated_requests():
     assert len({request_key(p.request) for p in kept}) == len(kept)
     assert left_out["in_c2_eval_test"] >= cfg.eval_size and left_out["in_c2_eval_validation"] >= cfg.eval_val_size
     assert all(len(p.response.split()) > 80 for p in kept)
+
+
+@pytest.mark.slow
+def test_synth_on_a_file_leaves_out_what_c2_eval_tests_on_that_file(pku_sample, run_c2cc, tmp_path):
+    """The README's two commands on the PKU-schema file: none of C2-Syn's requests is one C2-Eval tests on (before, the
+    held-out split was the profile's PyRIT one, and 2 of 5 requests were C2-Eval test requests of the file)."""
+    r = run_c2cc("synth", "--profile", "smoke", "--data", pku_sample, "--eval-size", 40, "--eval-val-size", 0,
+                 "--n-requests", 2, "--out", tmp_path/"s", "--quiet")
+    assert r.returncode == 0, r.stderr
+    cfg = read_json(tmp_path/"s"/"config.json")
+    assert cfg["eval_data"] == str(pku_sample) and (cfg["eval_size"], cfg["eval_val_size"], cfg["eval_seed"]) == (40, 0, 0)
+    synthesized = {request_key(x["request"]) for x in read_jsonl(tmp_path/"s"/"responses.jsonl")}
+    tested = {request_key(p.request) for p in split_pairs(load_pairs(str(pku_sample)), 40, 0, 0)[0]}   # c2cc eval --eval-size 40
+    assert len(synthesized) == 2 and not synthesized & tested
+    # the profile's own 50 + 30 held out of this 60-request file leave no request to synthesize from: said so
+    r = run_c2cc("synth", "--profile", "smoke", "--data", pku_sample, "--out", tmp_path/"t", "--quiet")
+    assert r.returncode == 2 and "no request qualifies for C2-Syn" in r.stderr and "in_c2_eval_test" in r.stderr, r.stderr
