@@ -341,7 +341,7 @@ def cmd_reproduce(args) -> int:
     if args.gpus is not None and not args.dry_run:   # a run would ignore it and still exit 0
         raise ConfigError("--gpus only prices a plan: add --dry-run, or leave --gpus out")
     rec = reproduce(args.profile, args.out, args.sets, args.stages, dry_run=args.dry_run, progress=not args.quiet,
-                    gpus=args.gpus or 1, dtype=args.dtype)
+                    gpus=1 if args.gpus is None else args.gpus, dtype=args.dtype)
     if not args.dry_run:
         this = rec["invocations"][-1]
         done = f"report: {rec['out']}/REPORT.md" if "figures" in this["ran"] else f"results: {rec['out']}"

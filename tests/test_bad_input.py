@@ -117,6 +117,7 @@ def test_a_misspelt_profile_section_or_setting_is_named(repo, run_c2cc, tmp_path
     (["helpfulness", "--profile", "smoke", "--out", "{file}/h"], "is a file, so nothing can be written under it"),
     (["compare", "outputs/default/eval-base", "outputs/default/eval-trained", "--out", "{folder}"], "is a folder: give the file"),
     (["reproduce", "--profile", "smoke", "--out", "{folder}/run", "--gpus", "8"], "--gpus only prices a plan: add --dry-run"),
+    (["reproduce", "--profile", "smoke", "--out", "{folder}/run", "--gpus", "0", "--dry-run"], "gpus must be a whole number >= 1, got 0"),
     # the cause, not the utility data that was never asked for
     (["train", "--profile", "smoke", "--pairs", "outputs/default/synth", "--n-pairs", "2", "--out", "{folder}/run"],
      "utility_ratio 0.25 of n_pairs 2 is no utility pair (round(0.25 x 2) = 0): give n_pairs 3 or more"),
