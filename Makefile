@@ -3,8 +3,9 @@
 # One stage at a time: `make eval` (C2-Eval), `make synth` (C2-Syn pairs), `make train` (DPO on them) and
 # `make eval-trained` (C2-Eval of the trained model and the before/after table), `make safety` and `make safety-trained`
 # (jailbreak attacks, over-refusal and the before/after safety tables), `make helpfulness` and `make helpfulness-trained`
-# (benign refusals, degenerate answers, forgetting), into outputs/default. `make sweep` trains every setting of the
-# default profile's sweep and scores each on the validation split (about 2.5 hours; the profile's train section is its choice).
+# (benign refusals, degenerate answers, forgetting), into $(OUT) too. `make sweep` trains every setting of the
+# default profile's sweep and scores each on the validation split (about 2.5 hours; the profile's train section is its
+# choice); `make arena` needs the finished run in $(OUT). OUT=outputs/default rewrites the committed run.
 # All create .venv and install the pinned dependencies first (offline assets with --no-deps).
 PYTHON ?= python3
 VENV := .venv
@@ -20,38 +21,38 @@ reproduce: $(VENV)/.installed
 	$(BIN)/c2cc reproduce --profile default --out $(OUT) $(if $(DTYPE),--dtype $(DTYPE))
 
 eval: $(VENV)/.installed
-	$(BIN)/c2cc eval --profile default --out outputs/default/eval-base
+	$(BIN)/c2cc eval --profile default --out $(OUT)/eval-base
 
 synth: $(VENV)/.installed
-	$(BIN)/c2cc synth --profile default --out outputs/default/synth
+	$(BIN)/c2cc synth --profile default --out $(OUT)/synth
 
 train: $(VENV)/.installed
-	$(BIN)/c2cc train --profile default --out outputs/default/train
+	$(BIN)/c2cc train --profile default --pairs $(OUT)/synth --out $(OUT)/train
 
 eval-trained: $(VENV)/.installed
-	$(BIN)/c2cc eval --profile default --model outputs/default/train/adapter --out outputs/default/eval-trained
-	$(BIN)/c2cc compare outputs/default/eval-base outputs/default/eval-trained --out outputs/default/before-after.md
+	$(BIN)/c2cc eval --profile default --model $(OUT)/train/adapter --out $(OUT)/eval-trained
+	$(BIN)/c2cc compare $(OUT)/eval-base $(OUT)/eval-trained --out $(OUT)/before-after.md
 
 safety: $(VENV)/.installed
-	$(BIN)/c2cc safety --profile default --out outputs/default/safety-base
+	$(BIN)/c2cc safety --profile default --out $(OUT)/safety-base
 
 safety-trained: $(VENV)/.installed
-	$(BIN)/c2cc safety --profile default --model outputs/default/train/adapter --out outputs/default/safety-trained
-	$(BIN)/c2cc safety-compare outputs/default/safety-base outputs/default/safety-trained --out outputs/default
+	$(BIN)/c2cc safety --profile default --model $(OUT)/train/adapter --out $(OUT)/safety-trained
+	$(BIN)/c2cc safety-compare $(OUT)/safety-base $(OUT)/safety-trained --out $(OUT)
 
 helpfulness: $(VENV)/.installed
-	$(BIN)/c2cc helpfulness --profile default --out outputs/default/helpfulness-base
+	$(BIN)/c2cc helpfulness --profile default --out $(OUT)/helpfulness-base
 
 helpfulness-trained: $(VENV)/.installed
-	$(BIN)/c2cc helpfulness --profile default --model outputs/default/train/adapter --out outputs/default/helpfulness-trained
-	$(BIN)/c2cc helpfulness-compare outputs/default/helpfulness-base outputs/default/helpfulness-trained --out outputs/default/helpfulness.json
+	$(BIN)/c2cc helpfulness --profile default --model $(OUT)/train/adapter --out $(OUT)/helpfulness-trained
+	$(BIN)/c2cc helpfulness-compare $(OUT)/helpfulness-base $(OUT)/helpfulness-trained --out $(OUT)/helpfulness.json
 
 sweep: $(VENV)/.installed
-	$(BIN)/c2cc reproduce --profile default --out outputs/default --stages sweep
+	$(BIN)/c2cc reproduce --profile default --out $(OUT) --stages sweep
 
-# every course-correction method on equal terms (nbs/37_arena.ipynb); needs the default run (make reproduce)
+# every course-correction method on equal terms (nbs/37_arena.ipynb); needs the default run in $(OUT) (make reproduce)
 arena: $(VENV)/.installed
-	$(BIN)/c2cc reproduce --profile default --out outputs/default --stages arena figures
+	$(BIN)/c2cc reproduce --profile default --out $(OUT) --stages arena figures
 
 # two test processes of one thread each: most tests wait on process starts, imports and model loads, which then
 # overlap, while the arithmetic still fills the cores (more workers would each hold a model and a vLLM cache)

@@ -11,7 +11,7 @@ setuptools.setup(
     long_description=open("README.md", encoding="utf-8").read(), long_description_content_type="text/markdown",
     author=cfg["author"], author_email=cfg["author_email"], license="Apache-2.0",
     url=cfg["git_url"], packages=setuptools.find_packages(include=[cfg["lib_name"], cfg["lib_name"] + ".*"]),
-    package_data={cfg["lib_name"]: ["assets/*.jsonl"]}, include_package_data=True,
+    package_data={cfg["lib_name"]: ["assets/*.jsonl", "assets/*.md"]}, include_package_data=True,
     install_requires=cfg.get("requirements", "").split(), extras_require={"dev": cfg.get("dev_requirements", "").split()},
     python_requires=">=" + cfg["min_python"], zip_safe=False, keywords=cfg["keywords"].split(),
     classifiers=["Programming Language :: Python :: 3", "License :: OSI Approved :: Apache Software License"],

@@ -18,7 +18,7 @@ from .data import SPLIT_PARTS, HarmfulPair, eval_items, load_pairs
 from .generate import Backend, GenerationRequest, SamplingConfig, make_backend
 from .judge import Judge, correction_onset, judge_description, make_judge
 from .models import (DEFAULT_MODEL_NAME, RESET_TOKEN, after_reset, dtype_name, load_tokenizer,
-                                      prefill_prompt, resolve_model)
+                                      prefill_prompt, run_provenance)
 from .stats import corr_rate, corrected_matrix, percentile_ci, resample_index
 from .tables import (Artifact, NotProduced, RunResults, figure_style, format_cell, interval_cell,
                                       judge_label,
@@ -152,7 +152,7 @@ def path_key(r: dict) -> tuple: return (r["item_id"], r["k"], r["sample"])
 def run_c2_eval(cfg: EvalConfig, out: str | Path, backend: Backend | None = None, judge: Judge | None = None,
                 progress: bool = True) -> dict:
     "Run (or resume) C2-Eval with `cfg`, writing rows, config and summary to `out`; returns the summary."
-    resolve_model(cfg.model)   # a bad model name fails before any work
+    provenance = run_provenance(cfg.model, cfg.data)   # a bad model name fails here, before any work
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     cfg.claim(out)
     items = cfg.items()
@@ -215,7 +215,8 @@ def run_c2_eval(cfg: EvalConfig, out: str | Path, backend: Backend | None = None
                        asr_mean=asr["corr_mean"],
                        asr_mean_ci95=asr["corr_mean_ci95"],
                        asr_judge="safety.RefusalJudge on what the user reads (prefill + continuation)")
-    summary.update(model=cfg.model, dtype=cfg.rows_dtype(out) or dtype_name(cfg.device, cfg.dtype),
+    summary.update(model=cfg.model, provenance=provenance,
+                   dtype=cfg.rows_dtype(out) or dtype_name(cfg.device, cfg.dtype),
                    judge=judge_description(judge),
                    samples=cfg.samples, config=cfg.identity(),
                    timings=dict(generate_s=round(t_gen, 2), judge_s=round(t_judge, 2), paths_generated=generated,

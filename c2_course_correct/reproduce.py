@@ -125,11 +125,11 @@ def write_profile(profile: dict, path: Path, sets: list[str]) -> None:
 def reproduce(profile: str | Path, out: str | Path | None = None, sets: list[str] = (), stages: list[str] | None = None,
               dry_run: bool = False, progress: bool = True, log=print, gpus: int = 1, dtype: str | None = None) -> dict:
     """Run (or with `dry_run`, describe and price for `gpus` GPUs) a profile's stages into `out` (default
-    outputs/<profile name>),
-    every model in `dtype` if given (see `dtype_sets`); returns the run record."""
+    outputs/local/<profile name>: the committed outputs/<profile name> only when named), every model in `dtype` if
+    given (see `dtype_sets`); returns the run record."""
     sets = list(sets) + dtype_sets(load_profile(profile), dtype)
     prof = resolve_profile(profile, sets)
-    out = Path(out or repo_root()/"outputs"/Path(prof["_path"]).stem).resolve()
+    out = Path(out or repo_root()/"outputs"/"local"/Path(prof["_path"]).stem).resolve()
     plan = plan_stages(prof, out, stages)
     check_no_conflicts(plan)
     if dry_run:

@@ -16,7 +16,7 @@ from .core import (ConfigError, DataError, StageConfig, append_jsonl, check_shar
 from .data import benign_requests, refusal_eval_rows, safety_benign, split_benign
 from .generate import Backend, GenerationRequest, SamplingConfig, make_backend, prompt_batches
 from .judge import SAFETY_JUDGES, Compliance, compliance_agreement, make_safety_judge, rouge_l
-from .models import after_reset, chat_prompt, dtype_name, resolve_model
+from .models import after_reset, chat_prompt, dtype_name, resolve_model, run_provenance
 from .attacks import (AttackPrompt, Behavior, ascii_token_mask, autodan_attack, decode, gcg_attack,
                                        load_behaviors, pair_attack, static_prompts)
 from .stats import paired_mean_change, wilson
@@ -232,7 +232,7 @@ def run_safety(cfg: SafetyConfig, out: str | Path, backend: Backend | None = Non
     `shard` (i, n) takes every n-th behavior and benign request from the i-th, writing into `out/work/`; the shard that
     finds every row made merges them (in the unsharded order) and returns the summary, the others None."""
     i, n = check_shard(shard)
-    resolve_model(cfg.model)
+    provenance = run_provenance(cfg.model)   # a bad model name fails here, before any work
     if cfg.ability_tasks:   # fail before hours of attacks, not after
         try: import lm_eval  # noqa: F401
         except ImportError: general_ability(cfg.model, cfg.ability_tasks)
@@ -372,7 +372,7 @@ def run_safety(cfg: SafetyConfig, out: str | Path, backend: Backend | None = Non
                                            cfg.device) if cfg.ability_tasks else None,
                    # of this call: a resumed run counts its last part
                    config=cfg.identity(), seconds=round(time.perf_counter() - t0, 1),
-                   rows_made=len(done) + len(benign_done) - had, environment=environment_info())
+                   rows_made=len(done) + len(benign_done) - had, provenance=provenance, environment=environment_info())
     write_json(out/"summary.json", summary)
     return summary
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .core import ConfigError, DataError, derive_seed, dtype_text, read_json, read_jsonl, write_json
-from .models import load_model, resolve_model
+from .models import load_model, model_provenance
 from .train import (TrainConfig, check_target_modules, curve_log_class, fit_and_save, get_method,
                                      lora_config, loss_scoped, process_rank, scored_positions_only, trained_model_path,
                                      trainer_args)
@@ -202,7 +202,7 @@ def train_sft(cfg: TrainConfig, out: str | Path, progress: bool = True, new_toke
     `out`, with
     `new_token` added to the vocabulary if given; returns the run's stats (None on a process other than the main
     one)."""
-    resolve_model(cfg.model)
+    model_provenance(cfg.model)   # a bad model name fails here, before any work
     harmful_examples(cfg.pairs_file.parent)   # a missing or empty C2-Syn folder fails here, before the libraries load
     if cfg.reset_learning_rate is not None and (new_token is None or cfg.finetune != "lora"):
         raise ConfigError(

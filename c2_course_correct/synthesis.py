@@ -18,7 +18,7 @@ from .core import (C2_SYN, OPENERS, SPLIT_PUNCTUATION, TRIGGERS, ConfigError, Da
 from .data import HarmfulPair, load_pairs, request_key, split_pairs
 from .generate import Backend, GenerationRequest, SamplingConfig, make_backend, prompt_batches
 from .judge import Judge, judge_description, make_judge
-from .models import chat_prompt, dtype_name, prefill_prompt, resolve_model
+from .models import chat_prompt, dtype_name, prefill_prompt, run_provenance
 
 # %% auto #0
 __all__ = ['RANK_NAMES', 'N_CUTS', 'QC_MODES', 'SynthConfig', 'select_requests', 'cut_marks', 'truncation_points', 'plan_request',
@@ -381,7 +381,7 @@ def finish_c2_syn(out: Path, cfg: SynthConfig, plans: Sequence[dict], done: dict
     if pairs: Dataset.from_list(pairs).save_to_disk(str(out/"dataset"))
     stats = synth_stats(rows, left_out, timings, cfg)
     stats.update(config=cfg.identity(), dtype=cfg.rows_dtype(out) or dtype_name(cfg.device, cfg.dtype), judge=judge,
-                 environment=environment_info())
+                 provenance=run_provenance(cfg.model, cfg.data), environment=environment_info())
     write_json(out/"stats.json", stats)
     (out/"README.md").write_text(dataset_card(stats, cfg, judge) + "\n")
     return stats
@@ -392,7 +392,7 @@ def run_c2_syn(cfg: SynthConfig, out: str | Path, backend: Backend | None = None
     pending)."""
     from tqdm.auto import tqdm
     i, n = check_shard(shard)
-    resolve_model(cfg.model)   # a bad model name fails before any work
+    run_provenance(cfg.model, cfg.data)   # a bad model name fails here, before any work
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     cfg.claim(out)
     kept, left_out = select_requests(cfg)

@@ -4,16 +4,17 @@
 
 # %% ../nbs/28_train.ipynb #17129c1a
 from __future__ import annotations
-import importlib, os, resource, sys, time, warnings
+import importlib, os, resource, shutil, sys, time, warnings
 from contextlib import ExitStack, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .core import (ConfigError, StageConfig, append_jsonl, dtype_text, environment_info,
+from .core import (ConfigError, StageConfig, append_jsonl, apply_umask, dtype_text, environment_info,
                                     profiles_dir, read_jsonl, write_json, rewrite_jsonl)
 from .data import split_benign
+from .models import run_provenance
 
 # %% auto #0
 __all__ = ['METHODS', 'UTILITY_ANSWERS', 'FINETUNES', 'UTILITY_REFUSALS', 'CURVE_KEYS', 'PLOTTED', 'WORLD_SIZE_VARS', 'Method',
@@ -402,7 +403,7 @@ def fit_and_save(cfg: TrainConfig, out: Path, trainer, tok, data: dict, what: st
         print(f"{cfg.method}: resuming from {resume}", file=sys.stderr)
         trim_curves(out/"curves.jsonl", int(resume.name.split("-")[-1]))
     # a run killed before its first checkpoint starts over
-    elif rank == 0 and (out/"curves.jsonl").exists(): (out/"curves.jsonl").unlink()
+    elif rank == 0: (out/"curves.jsonl").unlink(missing_ok=True)
     from transformers.trainer_callback import PrinterCallback
     # without a progress bar the trainer prints every log row; curves.jsonl keeps them
     trainer.remove_callback(PrinterCallback)
@@ -427,7 +428,7 @@ def fit_and_save(cfg: TrainConfig, out: Path, trainer, tok, data: dict, what: st
                  global_batch=cfg.batch_size * cfg.grad_accum, train_loss=round(result.training_loss, 4),
                  final={k: last_mean(curves, k) for k in PLOTTED if any(k in r for r in curves)},
                  data={k: v for k, v in data.items() if k != "lines"}, config=cfg.identity(),
-                 environment=environment_info())
+                 provenance=run_provenance(cfg.model, str(cfg.pairs_file)), environment=environment_info())
     trained = trainer.model
     if cfg.finetune == "lora":
         # the name load_model resolves, not a cache path
@@ -443,8 +444,10 @@ def fit_and_save(cfg: TrainConfig, out: Path, trainer, tok, data: dict, what: st
     for f in folders:
         tok.save_pretrained(f)
         (f/"README.md").write_text(card + "\n")
+        apply_umask(f)   # safetensors writes the weights 0600: a collaborator could not load them
     stats["model_path"] = str(trained_model_path(out))
     write_json(out/"stats.json", stats)
+    shutil.rmtree(out/"checkpoints", ignore_errors=True)   # finished (stats.json): nothing resumes from them
     return stats
 
 

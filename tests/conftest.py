@@ -1,4 +1,4 @@
-"""Shared fixtures: the repository, the shared PKU-SafeRLHF sample, and runners for the real `c2cc` command (and any
+"""Shared fixtures: the repository, the PKU-SafeRLHF sample the package ships, and runners for the real `c2cc` command (and any
 other command of this environment), started from a warm Python (`warm.py`) where they can be."""
 import os, signal, subprocess, sys, time
 from pathlib import Path
@@ -8,7 +8,6 @@ import pytest
 from warm import WarmPython
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent/"shared"/"data"
 C2CC = str(Path(sys.executable).parent/"c2cc")
 
 
@@ -19,9 +18,9 @@ def repo() -> Path:
 
 @pytest.fixture(scope="session")
 def pku_sample() -> Path:
-    p = SHARED_DATA/"pku_saferlhf_sample.jsonl"
-    if not p.exists(): pytest.skip(f"{p} is not beside this checkout")
-    return p
+    "The PKU-SafeRLHF sample the package ships (`assets/`): a file in the hub dataset's schema."
+    from c2_course_correct.data import pku_sample_path
+    return pku_sample_path()
 
 
 @pytest.fixture(scope="session")

@@ -116,6 +116,7 @@ def test_a_misspelt_profile_section_or_setting_is_named(repo, run_c2cc, tmp_path
     (["train", "--profile", "smoke", "--out", "{file}"], "is a file: give a folder"),
     (["helpfulness", "--profile", "smoke", "--out", "{file}/h"], "is a file, so nothing can be written under it"),
     (["compare", "outputs/default/eval-base", "outputs/default/eval-trained", "--out", "{folder}"], "is a folder: give the file"),
+    (["judge", "--in", "{folder}", "--out", "{folder}/judged.jsonl"], "is a folder: give a JSON Lines file"),   # a traceback
     (["reproduce", "--profile", "smoke", "--out", "{folder}/run", "--gpus", "8"], "--gpus only prices a plan: add --dry-run"),
     (["reproduce", "--profile", "smoke", "--out", "{folder}/run", "--gpus", "0", "--dry-run"], "gpus must be a whole number >= 1, got 0"),
     # the cause, not the utility data that was never asked for

@@ -13,7 +13,7 @@ from c2_course_correct.core import read_json, read_jsonl
 @pytest.mark.parametrize("target, folder", [("eval", "eval-base"), ("eval-trained", "eval-trained")])
 def test_make_eval_recipes_reproduce_the_committed_continuations(repo, run_c2cc, tmp_path, target, folder):
     recipe = re.search(rf"^{target}:.*\n\t(.+)$", (repo/"Makefile").read_text(), re.M).group(1)
-    args = shlex.split(recipe)
+    args = shlex.split(recipe.replace("$(OUT)", "outputs/default"))   # as `make eval OUT=outputs/default` runs it
     assert args[:4] == ["$(BIN)/c2cc", "eval", "--profile", "default"] and args[-2:] == ["--out", f"outputs/default/{folder}"]
     r = run_c2cc(*args[1:-2], "--n-items", 10, "--out", tmp_path/folder, "--quiet", timeout=1800)
     assert r.returncode == 0, r.stderr

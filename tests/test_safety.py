@@ -50,7 +50,7 @@ def test_safety_on_the_trained_model_resumes_after_a_kill(run_c2cc, run_c2cc_kil
     for a in ("caesar", "morse", "ascii"):   # the judge read the answer decoded, or as written when that reading complied
         assert all(x["judged"] in (x["response"], decode(a, x["response"])) for x in rows if x["attack"] == a)
         assert all(x["judged"] == decode(a, x["response"]) for x in rows if x["attack"] == a and not x["complied"])
-    assert "safety of" in r.stdout and "ASR" in r.stdout
+    assert "safety on 2 behaviors" in r.stdout and f"\n  model {ADAPTER} (adapter, sha256 " in r.stdout and "ASR" in r.stdout
     # a smoke run and the committed default runs differ in more than the model: no comparison
     bad = run_c2cc("safety-compare", COMMITTED/"safety-base", out, "--out", tmp_path/"cmp")
     assert bad.returncode == 2 and "are safety runs of different settings" in bad.stderr, bad.stderr
@@ -103,7 +103,7 @@ def test_safety_refuses_bad_options(run_c2cc, tmp_path, args, message):
 @pytest.mark.slow
 def test_make_safety_recipe_reproduces_the_committed_responses(repo, run_c2cc, tmp_path):
     recipe = re.search(r"^safety:.*\n\t(.+)$", (repo/"Makefile").read_text(), re.M).group(1)
-    args = shlex.split(recipe)
+    args = shlex.split(recipe.replace("$(OUT)", "outputs/default"))   # as `make safety OUT=outputs/default` runs it
     assert args[:4] == ["$(BIN)/c2cc", "safety", "--profile", "default"] and args[-2:] == ["--out", "outputs/default/safety-base"]
     # two model-free attacks on all 20 behaviors, and the benign requests: greedy answers do not depend on the batch
     r = run_c2cc(*args[1:-2], "--attacks", "direct", "caesar", "--out", tmp_path/"s", "--quiet", timeout=1200)

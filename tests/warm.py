@@ -14,7 +14,9 @@ from pathlib import Path
 BIN = Path(sys.executable).parent
 PRELOAD = ["torch", "transformers", "peft", "datasets", "accelerate", "trl", "papermill", "nbdev.test", "execnb.shell",
            "c2_course_correct.cli", "c2_course_correct.figures"]
-STARTUP_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONSAFEPATH", "PYTHONNOUSERSITE", "PYTHONUSERBASE")
+# what changes how Python starts, or what a preloaded library read once at import (the hub's cache and offline mode)
+STARTUP_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONSAFEPATH", "PYTHONNOUSERSITE", "PYTHONUSERBASE",
+               "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT")
 
 
 def _python_script(argv: list[str]) -> str | None:
