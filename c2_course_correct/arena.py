@@ -47,10 +47,12 @@ class ArenaConfig(StageConfig):
     # the seeds (of `seeds`) whose models meet the safety stage's attacks; the base model and C2-Syn DPO's first
     # seed always have (the default run's safety-base, safety-trained); None: the first seed
     safety_seeds: list[int] | None = None
+    # method -> the setting its search chose (arena/summary.json): what `c2cc train --method M` trains
+    chosen: dict[str, str] = field(default_factory=dict)
 
     # more seeds extend a finished arena in place: every seed trains and is tested in folders that claim their own
-    # configs
-    STAGE, SECTION, NOT_IDENTITY = "arena", "arena", ("seeds", "safety_seeds")
+    # configs; `chosen` records the search's outcome, not an input of it
+    STAGE, SECTION, NOT_IDENTITY = "arena", "arena", ("seeds", "safety_seeds", "chosen")
 
     def __post_init__(self):
         SweepConfig(settings=self.settings, eval_items=self.eval_items)   # names, shapes
@@ -59,6 +61,8 @@ class ArenaConfig(StageConfig):
                                   f"profile's trained model)")
         missing = sorted(set(RECOVERY) - {s["method"] for s in self.settings})
         if missing: raise ConfigError(f"the arena has no setting for {missing}: give each recovery method at least one")
+        if bad := {m: n for m, n in self.chosen.items() if (m, n) not in {(s["method"], s["name"]) for s in self.settings}}:
+            raise ConfigError(f"arena chosen {bad}: each must name one of that method's settings")
         seeded = [s["name"] for s in self.settings if "seed" in s]
         if seeded: raise ConfigError(f"arena settings {seeded} set a seed; the search trains with the train section's, "
                                      f"`seeds` adds the others")

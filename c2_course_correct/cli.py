@@ -22,9 +22,10 @@ from .options import (EVAL_OPTIONS, HELP_OPTIONS, SAFETY_OPTIONS, SYNTH_OPTIONS,
                                        add_profile_options, option_overrides)
 
 # %% auto #0
-__all__ = ['OUT_FOLDERS', 'OUT_FILES', 'default_out', 'read_back_note', 'provenance_text', 'cmd_eval', 'cmd_synth', 'cmd_train',
-           'cmd_compare', 'cmd_judge', 'cmd_safety', 'cmd_safety_compare', 'cmd_helpfulness', 'cmd_helpfulness_compare',
-           'cmd_sweep', 'cmd_arena', 'cmd_reproduce', 'parser', 'check_out', 'quiet_libraries', 'main']
+__all__ = ['OUT_FOLDERS', 'OUT_FILES', 'default_out', 'read_back_note', 'provenance_text', 'cmd_eval', 'cmd_synth',
+           'method_train_config', 'cmd_train', 'cmd_compare', 'cmd_judge', 'cmd_safety', 'cmd_safety_compare',
+           'cmd_helpfulness', 'cmd_helpfulness_compare', 'cmd_sweep', 'cmd_arena', 'cmd_reproduce', 'parser',
+           'check_out', 'quiet_libraries', 'main']
 
 # %% ../nbs/90_cli.ipynb #c89fc467
 def default_out(profile: str, folder: str = "") -> Path:
@@ -139,12 +140,24 @@ def _train_parser(sub) -> None:
     p.add_argument("--out", default=None, help="output folder (default: outputs/local/<profile>/train)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
+def method_train_config(profile: str | dict, over: dict) -> tuple[TrainConfig, str | None]:
+    """What `c2cc train` trains: the profile's train section with `over`; with a `method` other than the section's,
+    that method's setting the arena's search chose (the profile's `arena.chosen`) under `over`; and the setting's name
+    (None for the train section)."""
+    prof = load_profile(profile) if not isinstance(profile, dict) else profile
+    method = over.get("method")
+    chosen = ArenaConfig.from_profile(prof).chosen if "arena" in prof else {}
+    if method in (None, prof.get("train", {}).get("method", TrainConfig.method)) or method not in chosen:
+        return TrainConfig.from_profile(prof, **over), None
+    setting = next(s for s in prof["arena"]["settings"] if s["name"] == chosen[method])
+    return TrainConfig.from_profile(prof, **({k: v for k, v in setting.items() if k != "name"} | over)), setting["name"]
+
 def cmd_train(args) -> int:
     "Train the configured method from parsed arguments and print where the trained model is."
     over = option_overrides(args, TRAIN_OPTIONS) | ({"merge": True} if args.merge else {}) | (
         {"share_prefix": True} if args.share_prefix else {}) | (
         {"scored_positions_only": True} if args.scored_positions_only else {})
-    cfg = TrainConfig.from_profile(args.profile, **over)
+    cfg, setting = method_train_config(args.profile, over)
     out = Path(args.out or default_out(args.profile, "train"))
     finished = (out/"stats.json").exists()
     if n := launcher_processes():   # `accelerate launch --cpu --num_processes n` started this one process only
@@ -153,8 +166,10 @@ def cmd_train(args) -> int:
         return subprocess.call(rank_launch_command(n, sys.argv))
     s = train_model(cfg, out, progress=not args.quiet)
     if s is None: return 0          # not the main process: the main one reports
-    print(f"{cfg.method} ({cfg.finetune}, {s['dtype']} on {s['device']}, seed {cfg.seed}) on {s['pairs_used']} "
-          f"examples: {s['steps']} steps in {s['train_seconds']:.0f} s; last 10 steps: "
+    if setting and s.get("setting") != setting: s["setting"] = setting; write_json(out/"stats.json", s)
+    print(f"{cfg.method} ({cfg.finetune}, {s['dtype']} on {s['device']}, seed {cfg.seed}"
+          + (f", the arena's setting {setting}" if setting else "") + f") on {s['pairs_used']} "
+          f"examples: {s['steps']} step{'s' * (s['steps'] != 1)} in {s['train_seconds']:.0f} s; last 10 steps: "
           + ", ".join(f"{k} {v}" for k, v in s["final"].items()) + f"\n  {provenance_text(s)}")
     if finished: print(read_back_note(out))
     print(f"trained model: {s['model_path']}  (c2cc eval --model {s['model_path']})")

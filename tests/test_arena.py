@@ -9,7 +9,7 @@ import pytest, yaml
 from c2_course_correct.arena import (RECOVERY, ROWS, ArenaConfig, arena_rows, arena_table, chosen_settings, search_rows, search_table,
                                      seed_config, seeds_table, train_folder)
 from c2_course_correct.arena import test_folders as folders_of   # not collected as a test
-from c2_course_correct.core import ConfigError, load_profile, read_json, read_jsonl
+from c2_course_correct.core import ConfigError, held_identity, load_profile, read_json, read_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = REPO/"outputs"/"default"
@@ -128,3 +128,19 @@ def test_readme_shows_the_committed_arena_table():
     "Ten of its columns: tests/test_readme.py checks that each README table is a committed table's columns."
     head = "| method | setting | seeds | change vs base (paired) | prefill ASR @10 tok | ASR direct | benign refused |"
     assert head in (REPO/"README.md").read_text()
+
+
+def test_one_command_trains_each_method_at_its_chosen_setting(committed):
+    """`c2cc train --profile default --method M` trains the setting the arena chose for M: the profile records the
+    search's choices, and the config is the one the search trained (before: the train section, C2-Syn DPO's, which
+    backtracking refused for want of utility data)."""
+    from c2_course_correct.cli import method_train_config
+    _, _, summary = committed
+    assert ArenaConfig.from_profile("default").chosen == summary["chosen"]
+    for method, name in summary["chosen"].items():
+        cfg, setting = method_train_config("default", {"method": method})
+        assert setting == name and cfg.method == method
+        assert cfg.identity() == held_identity(RUN/"arena"/"search"/name/"train"), method
+    assert method_train_config("default", {"method": "c2syn-dpo"})[1] is None   # the train section's own method
+    with pytest.raises(ConfigError, match=r"arena chosen \{'derta': 'recovery-50'\}: each must name one of that method's"):
+        ArenaConfig(settings=ArenaConfig.from_profile("default").settings, chosen={"derta": "recovery-50"})
