@@ -61,7 +61,8 @@ class ArenaConfig(StageConfig):
                                   f"profile's trained model)")
         missing = sorted(set(RECOVERY) - {s["method"] for s in self.settings})
         if missing: raise ConfigError(f"the arena has no setting for {missing}: give each recovery method at least one")
-        if bad := {m: n for m, n in self.chosen.items() if (m, n) not in {(s["method"], s["name"]) for s in self.settings}}:
+        if bad := {m: n for m, n in self.chosen.items() if (m, n) not in {(s["method"], s["name"]) for s in
+                                                                          self.settings}}:
             raise ConfigError(f"arena chosen {bad}: each must name one of that method's settings")
         seeded = [s["name"] for s in self.settings if "seed" in s]
         if seeded: raise ConfigError(f"arena settings {seeded} set a seed; the search trains with the train section's, "

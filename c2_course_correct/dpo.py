@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from .core import (ConfigError, DataError, derive_seed, dtype_text, numbered_jsonl, read_json,
                                     read_jsonl, write_json)
 from .models import load_model, model_provenance
+from .retain import retain_card_lines, with_retain
 from .stats import compare_runs, paired_change
 from .train import (Method, TrainConfig, check_target_modules, curve_log_class, fit_and_save,
                                      lora_config, loss_scoped, process_rank, register, scored_positions_only,
@@ -210,7 +211,8 @@ def dpo_card_lines(cfg: TrainConfig, data: dict) -> list[str]:
             + (f"; answer window {cfg.answer_window} tokens" if cfg.answer_window else "")
             + (
                 "; reference = base with the adapter off" if cfg.finetune == "lora" else "; reference = a frozen copy "
-                                                                                         "of the base")]
+                                                                                         "of the base"),
+            *retain_card_lines(cfg.retain, cfg.retain_weight, cfg.retain_layers)]
 
 def train_dpo(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     """Train (or resume training) with DPO on C2-Syn pairs into `out`; returns the run's stats (None on a process other
@@ -235,10 +237,10 @@ def train_dpo(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     usable, dropped = usable_pairs(pairs, tok, cfg.max_length, cfg.min_diverging_tokens)
     if not usable and cfg.utility_ratio < 1: raise DataError(
         pairs_file, None, f"no pair fits max_length {cfg.max_length} (dropped: {dict(dropped)}); raise max_length")
-    rows, which = training_pairs(cfg, pairs, usable, utility_answers(cfg, out, (model, tok), progress,
-                                                                     mix_counts(cfg, len(usable))[1],
-                                                            prompt_fits(tok, cfg.max_length, cfg.min_diverging_tokens))
-                                            if cfg.utility_ratio else None)
+    fits = prompt_fits(tok, cfg.max_length, cfg.min_diverging_tokens)
+    utility = (utility_answers(cfg, out, (model, tok), progress, mix_counts(cfg, len(usable))[1], fits)
+               if cfg.utility_ratio else None)
+    rows, which = training_pairs(cfg, pairs, usable, utility)
     data = dict(pairs_file=str(pairs_file), total=len(pairs), usable=len(usable), used=len(rows),
                 c2syn_used=len(which["c2syn_lines"]),
                 utility=which["utility"], dropped=dict(dropped), lines=which["c2syn_lines"])
@@ -253,7 +255,9 @@ def train_dpo(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     if cfg.share_prefix and args.gradient_checkpointing: raise ConfigError(
         "share_prefix cannot run with gradient checkpointing, which is on for CUDA unless the profile says "
         "gradient_checkpointing: false")
-    trainer = dpo_trainer(cfg)(
+    # the retain term under full fine-tuning compares with TRL's own frozen reference model
+    trainer = with_retain(dpo_trainer(cfg), cfg.retain, cfg.retain_weight, cfg.retain_layers,
+                          utility[0] if utility else [], tok, cfg.max_length)(
                          model=model, args=args, train_dataset=train_set, processing_class=tok,
                          data_collator=parting_window_collator(tok.pad_token_id, cfg.max_length, cfg.answer_window),
                          peft_config=lora_config(cfg) if cfg.finetune == "lora" else None,

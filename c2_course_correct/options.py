@@ -9,6 +9,7 @@ from .core import C2_EVAL
 from .judge import JUDGES, SAFETY_JUDGES
 from .safety import ATTACKS
 from .synthesis import QC_MODES
+from .retain import RETAIN_KINDS
 from .train import FINETUNES, METHODS
 
 # %% auto #0
@@ -112,6 +113,12 @@ TRAIN_OPTIONS = [  # (flag, config field, argparse keywords)
              "answer chosen over a refusal), 0 to 1")),
     ("--nll-weight", "nll_weight",
      dict(type=float, help="weight of an NLL term on the chosen answers beside DPO (TRL's sft loss; RPO); 0: off")),
+    ("--retain", "retain", dict(choices=RETAIN_KINDS, help="distance to the frozen base model on the utility records, "
+                                "added to any method's loss: kl (next-token distributions), hidden (hidden states) or "
+                                "none (nbs/27_retain.ipynb)")),
+    ("--retain-weight", "retain_weight", dict(type=float, help="weight of the --retain term")),
+    ("--retain-layers", "retain_layers", dict(type=int, nargs="+", help="--retain hidden: decoder layers, from 1 "
+                                              "(default: circuit breakers' 10 and 20 of 32, scaled)")),
     ("--method", "method", dict(
         help=f"training method: {', '.join(METHODS)} (nbs/28_train.ipynb; one notebook each, nbs/30_dpo.ipynb to "
              f"nbs/34_backtrack.ipynb)")),

@@ -10,6 +10,7 @@ from typing import Sequence
 
 from .core import ConfigError, DataError, derive_seed, dtype_text, read_json, read_jsonl, write_json
 from .models import load_model, model_provenance
+from .retain import retain_card_lines, with_retain
 from .train import (TrainConfig, check_target_modules, curve_log_class, fit_and_save, get_method,
                                      lora_config, loss_scoped, process_rank, scored_positions_only, trained_model_path,
                                      trainer_args)
@@ -195,7 +196,8 @@ def card_lines(cfg: TrainConfig, data: dict, new_token: str | None = None) -> li
             + (f"; `{new_token}` added to the vocabulary" if new_token else "")
             + (
                 f", its row trained at learning rate {cfg.reset_learning_rate}"
-               if new_token and cfg.reset_learning_rate else "")]
+               if new_token and cfg.reset_learning_rate else ""),
+            *retain_card_lines(cfg.retain, cfg.retain_weight, cfg.retain_layers)]
 
 def train_sft(cfg: TrainConfig, out: str | Path, progress: bool = True, new_token: str | None = None) -> dict | None:
     """Train (or resume training) a token-record method (`cfg.method`, its records from its registered builder) into
@@ -230,20 +232,25 @@ def train_sft(cfg: TrainConfig, out: str | Path, progress: bool = True, new_toke
     peft = lora_config(cfg) if cfg.finetune == "lora" else None
     if peft is not None and reset is not None: peft.trainable_token_indices = [reset]
     columns = Dataset.from_list([{"input_ids": r["input_ids"], "labels": r["labels"]} for r in records])
+    frozen = (load_model(cfg.model, cfg.device, dtype)[0].requires_grad_(False)   # full fine-tuning's frozen base
+              if cfg.retain != "none" and cfg.finetune == "full" else None)
+    retaining = lambda cls: with_retain(cls, cfg.retain, cfg.retain_weight, cfg.retain_layers, utility[0] if utility
+                                        else [], tok, cfg.max_length, frozen)
     shared = trainer_args(cfg, out, device.startswith("cuda"), dtype, progress)
     callbacks = [curve_log_class()(out/"curves.jsonl")]
     if reset is None:
         args = SFTConfig(**shared, dataset_kwargs={"skip_prepare_dataset": True}, remove_unused_columns=False)
         scoped = [lambda t: scored_positions_only()] if cfg.scored_positions_only else []
-        trainer = loss_scoped(SFTTrainer, *scoped)(model=model, args=args, train_dataset=columns, processing_class=tok,
-                                                   peft_config=peft, callbacks=callbacks)
+        trainer = retaining(loss_scoped(SFTTrainer, *scoped))(model=model, args=args, train_dataset=columns,
+                                                              processing_class=tok, peft_config=peft,
+                                                              callbacks=callbacks)
     else:   # SFTTrainer's fused LM head reads lm_head.weight directly and would never see the new token's trained row
         from peft import get_peft_model
         from transformers import Trainer, TrainingArguments
         from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
         shared.pop("max_length")   # the records are already cut to it
         model = get_peft_model(model, peft) if peft else model
-        trainer = Trainer(model=model, args=TrainingArguments(**shared, remove_unused_columns=False),
+        trainer = retaining(Trainer)(model=model, args=TrainingArguments(**shared, remove_unused_columns=False),
                           train_dataset=columns,
                           data_collator=DataCollatorForLanguageModeling(pad_token_id=tok.pad_token_id),
                           callbacks=callbacks,

@@ -15,6 +15,7 @@ from .core import (ConfigError, StageConfig, append_jsonl, apply_umask, dtype_te
                                     profiles_dir, read_jsonl, write_json, rewrite_jsonl)
 from .data import split_benign
 from .models import run_provenance
+from .retain import check_retain
 
 # %% auto #0
 __all__ = ['METHODS', 'UTILITY_ANSWERS', 'FINETUNES', 'UTILITY_REFUSALS', 'CURVE_KEYS', 'PLOTTED', 'WORLD_SIZE_VARS', 'Method',
@@ -84,6 +85,10 @@ class TrainConfig(StageConfig):
     utility_refusals: list[str] = field(default_factory=lambda: list(UTILITY_REFUSALS))
     # weight of TRL's `sft` loss (NLL of every chosen answer) beside DPO's (RPO); 0: off
     nll_weight: float = 0.0
+    # distance to the frozen base model on the utility records, added to any method's loss (nbs/27_retain.ipynb)
+    retain: str = "none"                    # none, kl (next-token distributions) or hidden (hidden states)
+    retain_weight: float = 1.0
+    retain_layers: list[int] | None = None  # retain: hidden; None: circuit breakers' 10 and 20 of 32, scaled
     method: str = "c2syn-dpo"               # c2syn-dpo, recovery-sft, derta, backtrack or a registered one
     # lora (adapter; DPO's reference = adapter off) or full (all weights; reference = a frozen copy)
     finetune: str = "lora"
@@ -122,8 +127,8 @@ class TrainConfig(StageConfig):
     dtype: str | None = None                # None: bf16 on CUDA, fp32 on CPU
     seed: int = 0
 
-    STAGE, SECTION, NOT_IDENTITY, LATER = "training", "train", ("save_steps", "check_records"), ("share_prefix",
-                                                                                             "scored_positions_only")
+    STAGE, SECTION, NOT_IDENTITY = "training", "train", ("save_steps", "check_records")
+    LATER = ("share_prefix", "scored_positions_only", "retain", "retain_weight", "retain_layers")
 
     def __post_init__(self):
         self.require_whole(("lora_r", "lora_alpha", "batch_size", "grad_accum", "max_length", "save_steps",
@@ -137,11 +142,9 @@ class TrainConfig(StageConfig):
         if self.finetune not in FINETUNES: raise ConfigError(
             f"finetune must be one of {FINETUNES}, got {self.finetune!r}")
         self.require_whole(("prefix_tokens",))
-        if self.method != "c2syn-dpo" and not self.utility_ratio:
-            raise ConfigError(
-                f"method {self.method} trains on utility data beside its recovery examples, as its paper does: "
-                              "give utility_data and a utility_ratio above 0 (e.g. utility_data: default, "
-                              "utility_ratio: 0.25)")
+        if self.method != "c2syn-dpo" and not self.utility_ratio: raise ConfigError(
+            f"method {self.method} trains on utility data beside its recovery examples, as its paper does: give "
+            "utility_data and a utility_ratio above 0 (e.g. utility_data: default, utility_ratio: 0.25)")
         if not (isinstance(self.target_modules, list) and self.target_modules and all(isinstance(
             m, str) and m for m in self.target_modules)):
             raise ConfigError(f"target_modules must be a non-empty list of module names, got {self.target_modules!r}")
@@ -153,16 +156,12 @@ class TrainConfig(StageConfig):
         if not (0 <= self.warmup < 1 and 0 <= self.lora_dropout < 1): raise ConfigError(
             "warmup and lora_dropout must lie in [0, 1)")
         if not isinstance(self.min_diverging_tokens, int) or not 1 <= self.min_diverging_tokens < self.max_length:
-            raise ConfigError(
-                f"min_diverging_tokens must be a whole number from 1 to max_length - 1, got "
-                f"{self.min_diverging_tokens!r}")
-        if not isinstance(self.utility_ratio, (int, float)) or not 0 <= self.utility_ratio <= 1:
-            raise ConfigError(
-                f"utility_ratio must be a number in [0, 1] (the share of utility pairs), got {self.utility_ratio!r}")
-        if self.utility_ratio > 0 and not self.utility_data:
-            raise ConfigError(
-                f"utility_ratio {self.utility_ratio} needs utility_data (e.g. default: the benign pool of "
-                f"data.benign_pool)")
+            raise ConfigError(f"min_diverging_tokens must be a whole number from 1 to max_length - 1, got "
+                              f"{self.min_diverging_tokens!r}")
+        if not isinstance(self.utility_ratio, (int, float)) or not 0 <= self.utility_ratio <= 1: raise ConfigError(
+            f"utility_ratio must be a number in [0, 1] (the share of utility pairs), got {self.utility_ratio!r}")
+        if self.utility_ratio > 0 and not self.utility_data: raise ConfigError(
+            f"utility_ratio {self.utility_ratio} needs utility_data (e.g. default: the benign pool, data.benign_pool)")
         if self.utility_ratio == 1 and self.n_pairs is None: raise ConfigError(
             "utility_ratio 1 (utility pairs only) needs n_pairs")
         r, n = self.utility_ratio, self.n_pairs
@@ -172,6 +171,7 @@ class TrainConfig(StageConfig):
                               f"n_pairs {least} or more, or utility_ratio 0")
         if not isinstance(self.nll_weight, (int, float)) or self.nll_weight < 0: raise ConfigError(
             f"nll_weight must be a number >= 0, got {self.nll_weight!r}")
+        check_retain(self.retain, self.retain_weight, self.retain_layers, self.utility_ratio)
         if self.utility_answers not in UTILITY_ANSWERS:
             raise ConfigError(f"utility_answers must be one of {UTILITY_ANSWERS}, got {self.utility_answers!r}")
         self.require_whole(("anchor_tokens",))
@@ -244,9 +244,10 @@ def lora_config(cfg: TrainConfig):
 # %% ../nbs/28_train.ipynb #3c3cfdc6
 CURVE_KEYS = {"loss": "loss", "rewards/margins": "reward_margin", "rewards/accuracies": "reward_accuracy",
               "rewards/chosen": "reward_chosen", "rewards/rejected": "reward_rejected",
-              "learning_rate": "learning_rate", "grad_norm": "grad_norm", "mean_token_accuracy": "token_accuracy"}
+              "learning_rate": "learning_rate", "grad_norm": "grad_norm", "mean_token_accuracy": "token_accuracy",
+              "retain": "retain"}
 PLOTTED = {"loss": "loss", "reward_margin": "reward margin", "reward_accuracy": "reward accuracy",
-           "token_accuracy": "token accuracy"}
+           "token_accuracy": "token accuracy", "retain": "retain term"}
 
 def curve_log_class():
     """The trainer callback class `CurveLog` (made on first use, so that importing this module does not import
@@ -394,9 +395,8 @@ def fit_and_save(cfg: TrainConfig, out: Path, trainer, tok, data: dict, what: st
     card, and
     stats.json; returns the stats on the main process, None on the others (which write nothing)."""
     import torch
-    device = str(next(trainer.model.parameters()).device)
-    dtype = dtype_text(next(trainer.model.parameters()).dtype)
-    on_cuda = device.startswith("cuda")
+    weight = next(trainer.model.parameters())
+    device, dtype, on_cuda = str(weight.device), dtype_text(weight.dtype), weight.device.type == "cuda"
     rank, world = process_rank()
     resume = latest_checkpoint(out/"checkpoints")
     if rank == 0 and resume:
