@@ -89,6 +89,7 @@ def with_retain(trainer_class, retain: str, weight: float, layers: list[int] | N
     class Retaining(trainer_class):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
+            if not records: raise ConfigError(f"retain: {retain} has no utility records to be measured on")
             if retain == "hidden": retain_layers(layers, self.model.config.num_hidden_layers)   # fail before a step
         def compute_loss(self, model, inputs, return_outputs=False, **kwargs):
             got = super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
