@@ -240,8 +240,9 @@ def test_an_untrained_recovery_model_fails_its_check(tmp_path):
 def test_train_method_m_of_the_default_profile_trains_its_chosen_setting(run_c2cc, tmp_path):
     """Before: "method backtrack trains on utility data beside its recovery examples ... give utility_data and a
     utility_ratio above 0", the train section being C2-Syn DPO's."""
+    # the sources' answers instead of the model's own, which cost a generation pass: the setting is what is tested
     r = run_c2cc("train", "--profile", "default", "--method", "backtrack", "--n-pairs", 8, "--max-steps", 1,
-                 "--out", tmp_path/"bt", "--quiet")
+                 "--utility-answers", "reference", "--out", tmp_path/"bt", "--quiet")
     assert r.returncode == 0, r.stderr
     assert "backtrack (lora, float32 on cpu, seed 0, the arena's setting backtrack-50-lr-5e-4) on 8 examples: 1 step " in r.stdout
     stats = read_json(tmp_path/"bt"/"stats.json")
