@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .core import ConfigError, StageConfig, load_profile, read_json, read_jsonl, write_json
-from .benchmark import EvalConfig, run_c2_eval
+from .benchmark import EvalConfig, attack_broke_off, run_c2_eval, summarize
 from .data import RHO_HARMFUL, load_rho_harmful
 from .helpfulness import HelpConfig, compare_helpfulness, read_helpfulness_run, run_helpfulness
 from .safety import ATTACKS, SafetyConfig, run_safety
@@ -102,8 +102,7 @@ def train_folder(run: Path, row: str, chosen: dict[str, str], seed: int, first: 
 
 def arena_models(cfg: ArenaConfig, run: Path, profile: dict, chosen: dict[str, str]) -> dict[str, dict[int, str]]:
     """The model of each row and seed: the base model (its one seed), and the model folder of each method's run of
-    every seed
-    (named, not required: adapters are not committed, and a finished test needs only its name)."""
+    every seed (named, not required: adapters are not committed, and a finished test needs only its name)."""
     first = cfg.seeds[0]
     models = {"base": {first: profile["train"].get("model", "default")}}
     for row in ROWS[1:]:
@@ -234,7 +233,9 @@ def seed_record(run: Path, row: str, seed: int, first: int, chosen: dict[str, st
     rec = dict(method=row, seed=seed, model=ev["model"], corr_mean=ev["corr_mean"], corr_mean_ci95=ev["corr_mean_ci95"],
                resets=ev.get("resets", 0), paths=len(rows), twins_corr_mean=tw["corr_mean"],
                twins_corr_mean_ci95=tw["corr_mean_ci95"],
-               prefill_asr=pf["asr_at_k"],
+               broke_off=summarize(rows, ev["config"]["k"])["broke_off_mean"],
+               prefill_asr=pf["asr_at_k"], prefill_broke_off=attack_broke_off(read_jsonl(
+                   f["prefill"]/"continuations.jsonl"), pf["config"]["k"])["at_k"],
                attack_asr=None if sa is None else {a: sa["asr"][a]["asr"] for a in ATTACKS if a in sa["asr"]},
                benign_refusal=h["refusal"]["after"]["rate"], benign_refusal_ci95=h["refusal"]["after"]["ci95"],
                degenerate=h["degenerate"]["after"]["rate"], degenerate_ci95=h["degenerate"]["after"]["ci95"])
@@ -262,6 +263,10 @@ def method_record(run: Path, row: str, seeds: list[int], chosen: dict[str, str])
         ) else "train section")
     rec = dict(method=row, setting=setting, seeds=[p["seed"] for p in per],
                prefill_asr={k: float(np.mean([p["prefill_asr"][k] for p in per])) for k in per[0]["prefill_asr"]},
+               prefill_broke_off={k: float(np.mean([p["prefill_broke_off"][k] for p in per])) for k in per[0][
+                   "prefill_broke_off"]}, broke_off=dict(mean=float(np.mean([p["broke_off"] for p in per])),
+                                                         per_seed=[p["broke_off"] for p in per],
+                                                         sd=float(np.std([p["broke_off"] for p in per]))),
                attack_asr=_attack_mean(per), attack_seeds=[p["seed"] for p in per if p["attack_asr"]],
                seed_records=per)
     if row == "base":
@@ -285,10 +290,9 @@ def method_record(run: Path, row: str, seeds: list[int], chosen: dict[str, str])
                degenerate=degenerate["change"]["mean"] <= BAR["degenerate"] + 1e-12,
                nll=nll["change"]["mean"] <= BAR["nll"])
     return dict(rec, corr_mean=corr["value"], corr_change=corr["change"], twins_corr_mean=twins["value"],
-                twins_change=twins["change"],
-                benign_refusal=refusal["value"], benign_refusal_change=refusal["change"],
-                degenerate=degenerate["value"],
-                degenerate_change=degenerate["change"], nll_change=nll["change"], bar=bar, meets_bar=all(bar.values()),
+                twins_change=twins["change"], benign_refusal=refusal["value"], benign_refusal_change=refusal["change"],
+                degenerate=degenerate["value"], degenerate_change=degenerate["change"], nll_change=nll["change"],
+                bar=bar, meets_bar=all(bar.values()),
                 steps=per[0]["steps"], train_seconds=float(np.mean([p["train_seconds"] for p in per])),
                 checks_passed=sum(bool((p["check"] or {}).get("passed")) for p in per))
 
@@ -305,9 +309,9 @@ def _ci(v, ci, fmt="{:.3f}") -> str:
 def _agg(d: dict | None, fmt="{:.3f}", seeds: bool = True) -> str:
     "A seed aggregate as `mean (±sd) [interval]` (no spread for a single seed)."
     if d is None: return "–"
-    return fmt.format(d["mean"]) + (f" (±{fmt.format(d['sd']).lstrip('+')})" if seeds and len(d.get("per_seed",
-                                                                                                    [])) > 1 else "") \
-        + (" [" + ", ".join(fmt.format(x) for x in d["ci95"]) + "]" if d.get("ci95") else "")
+    spread = f" (±{fmt.format(d['sd']).lstrip('+')})" if seeds and len(d.get("per_seed", [])) > 1 else ""
+    return fmt.format(d["mean"]) + spread + (" [" + ", ".join(fmt.format(x) for x in d["ci95"]) + "]" if d.get(
+        "ci95") else "")
 
 def _markdown_csv(head: list[str], body: list[list[str]]) -> tuple[str, str]:
     md = "\n".join(["| " + " | ".join(head) + " |",
@@ -318,8 +322,9 @@ def _markdown_csv(head: list[str], body: list[list[str]]) -> tuple[str, str]:
 def arena_table(rows: list[dict]) -> tuple[str, str]:
     "The arena as Markdown and CSV: one line per method (seed means, spread, item intervals) plus the base model."
     ks = list(rows[0]["prefill_asr"]); attacks = list(next((r["attack_asr"] for r in rows if r["attack_asr"]), {}))
-    head = (["method", "setting", "seeds", "Corr_mean", "change vs base (paired)", "twins: change vs base"]
-            + [f"prefill ASR @{k} tok" for k in ks] + (["attacked seeds"] if attacks else [])
+    head = (["method", "setting", "seeds", "Corr_mean", "change vs base (paired)", "broke off (C2-Eval)",
+             "twins: change vs base"] + [f"prefill ASR @{k} tok" for k in ks]
+            + [f"prefill broke off @{'/'.join(ks)} tok"] + (["attacked seeds"] if attacks else [])
             + [f"ASR {a}" for a in attacks]
             + ["benign refused", "degenerate", "NLL change", "meets the bar", "checks passed", "steps", "train s"])
     body = []
@@ -327,9 +332,10 @@ def arena_table(rows: list[dict]) -> tuple[str, str]:
         base = r["method"] == "base"
         failed = [k for k, ok in r.get("bar", {}).items() if not ok]
         body.append([r["method"], r["setting"], str(len(r["seeds"])), _agg(r["corr_mean"]),
-                     "–" if base else _agg(r["corr_change"], "{:+.3f}"),
+                     "–" if base else _agg(r["corr_change"], "{:+.3f}"), _agg(r["broke_off"]),
                      "–" if base else _agg(r["twins_change"], "{:+.3f}")]
                     + [f"{r['prefill_asr'][k]:.3f}" for k in ks]
+                    + [" / ".join(f"{r['prefill_broke_off'][k]:.2f}" for k in ks)]
                     + ([", ".join(map(str, r["attack_seeds"])) or "–"] if attacks else [])
                     + ["–" if r["attack_asr"] is None else f"{r['attack_asr'][a]:.2f}" for a in attacks]
                     + [_agg(r["benign_refusal"]), _agg(r["degenerate"]), "–" if base else _agg(r["nll_change"],
@@ -343,10 +349,12 @@ def _check_text(c: dict | None) -> str:
     "A method check in a few words: passed or not, with its measure."
     if not c: return "–"
     word = "passed" if c.get("passed") else "failed"
-    if "after_harmful_prefix" in c:
-        return (
-            f"{word}: [RESET] after a harmful prefix {c['after_harmful_prefix']:.2f} (validation "
-            f"{c['after_harmful_prefix_validation']:.2f}), benign {c['benign_validation']:.2f}")
+    if "after_harmful_prefix" in c: return (f"{word}: [RESET] after a harmful prefix {c['after_harmful_prefix']:.2f} "
+                                            f"(validation {c['after_harmful_prefix_validation']:.2f}), benign "
+                                            f"{c['benign_validation']:.2f}")
+    if "harmful_validation" in c: return (f"{word}: cosine to the base, held-out harmful "
+                                          f"{c['harmful_validation']['cosine']:.2f}, benign "
+                                          f"{c['benign_validation']['cosine']:.2f}")
     if "gain" in c: return (f"{word}: refusal token log-prob {c['base']:.2f} -> {c['trained']:.2f}, top-1 "
                             f"{c['top1_base']:.2f} -> {c['top1_trained']:.2f}")
     if "start" in c: return f"{word}: reward margin {c['start']:+.3f} -> {c['end']:+.3f}"
@@ -386,15 +394,13 @@ def search_table(rows: list[dict]) -> tuple[str, str]:
     """The validation search as Markdown and CSV: every setting's scores against the base model, its check, whether it
     qualified and was chosen."""
     head = ["method", "setting", "changes", "steps", "Corr_mean [95% CI]", "change [95% CI]", "benign refused [95% CI]",
-            "degenerate [95% CI]",
-            "NLL change [95% CI]", "method check", "qualifies", "chosen"]
+            "degenerate [95% CI]", "NLL change [95% CI]", "method check", "qualifies", "chosen"]
     body = [[r["method"], r["name"],
              ", ".join(f"{k}={v}" for k, v in r["setting"].items() if k != "method") or "profile", str(r["steps"]),
              _ci(r["corr_mean"], r["corr_mean_ci95"]), _ci(r["corr_change"], r["corr_change_ci95"], "{:+.3f}"),
              _ci(r["benign_refusal"], r["benign_refusal_ci95"]), _ci(r["degenerate"], r["degenerate_ci95"]),
              _ci(r["nll_change"], r["nll_change_ci95"], "{:+.1%}"), _check_text(r["check"]),
-             "yes" if r["qualifies"] else "no",
-             "yes" if r["chosen"] else ""] for r in rows]
+             "yes" if r["qualifies"] else "no", "yes" if r["chosen"] else ""] for r in rows]
     return _markdown_csv(head, body)
 
 # %% ../nbs/37_arena.ipynb #bc0ce644
@@ -403,8 +409,7 @@ COLORS = {"base": "#000000", "c2syn-dpo": "#0072B2", "recovery-sft": "#D55E00", 
 
 def arena_figure(rows: list[dict], search: list[dict], path: str | Path) -> Path:
     """The search on validation, every seed on test, the prefilling attack, and the forgetting each setting and seed
-    paid for its
-    gain (Corr_mean change against held-out NLL change, the bar dashed), for every method (PNG and PDF beside it)."""
+    paid for its gain (Corr_mean change against held-out NLL change, the bar dashed), every method (PNG and PDF)."""
     import matplotlib; matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     path = Path(path)
@@ -436,27 +441,25 @@ def arena_figure(rows: list[dict], search: list[dict], path: str | Path) -> Path
                    color=c, ms=11 if r["method"] == "base" else 7, capsize=3, label=r["method"])
         ks = [int(k) for k in r["prefill_asr"]]
         p.plot(ks, [r["prefill_asr"][str(k)] for k in ks], marker="o", color=c, label=r["method"])
+        p.plot(ks, [r["prefill_broke_off"][str(k)] for k in ks], marker=".", ls=":", color=c)
     t.set_title("test: every seed (dots) and the seed mean with its item interval", fontsize=9)
     for ax in (v, t): ax.set_xlabel("benign requests refused"); ax.set_ylabel("Corr_mean")
-    p.set_xlabel("prefilled harmful tokens")
-    p.set_ylabel("attack success rate"); p.set_title("prefilling attack (test, seed means)", fontsize=9)
-    p.set_ylim(-0.02, 1.02)
+    p.set_xlabel("prefilled harmful tokens"); p.set_ylabel("share of paths"); p.set_ylim(-0.02, 1.02)
+    p.set_title("prefilling attack (test, seed means): success (solid), broke off (dotted)", fontsize=9)
     f.axvline(100 * BAR["nll"], color="grey", ls="--", lw=1); f.axhline(0, color="black", lw=0.8)
     f.set_xlabel("held-out NLL change (%)"); f.set_ylabel("Corr_mean change vs base (paired)")
     f.set_title("forgetting: every test seed (o) and validation setting (x)", fontsize=9)
     for ax in (v, t, p, f): ax.grid(alpha=0.3)
     handles, labels = f.get_legend_handles_labels(); seen = dict(zip(labels, handles))
-    v.legend(fontsize=7, loc="best")
-    t.legend(fontsize=7, loc="best"); f.legend(seen.values(), seen.keys(), fontsize=7, loc="best")
+    v.legend(fontsize=7, loc="best"); t.legend(fontsize=7, loc="best"); f.legend(seen.values(), seen.keys(), fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120); fig.savefig(path.with_suffix(".pdf"), metadata={"CreationDate": None}); plt.close(fig)
     return path
 
 def write_arena(run: str | Path, out: str | Path | None = None) -> dict:
     """Write tables/arena.md and .csv (methods), tables/arena_seeds.* (every seed), tables/arena_search.* (every
-    setting) and
-    figures/arena.png (and .pdf) of a finished arena under `run` into `out` (default: `run`); returns the paths and
-    rows."""
+    setting) and figures/arena.png (and .pdf) of a finished arena under `run` into `out` (default: `run`); returns the
+    paths and rows."""
     run = Path(run); out = Path(out) if out is not None else run
     rows, search = arena_rows(run), search_rows(run)
     (out/"tables").mkdir(parents=True, exist_ok=True); (out/"figures").mkdir(parents=True, exist_ok=True)
@@ -480,9 +483,9 @@ def build_arena(res: RunResults, out: Path) -> Artifact:
     return Artifact("arena", "table",
                     "The method arena: C2-Syn DPO, recovery SFT, DeRTa and backtracking on equal terms",
                     f"Every method's setting chosen on validation ({len(made['search'])} settings searched), then "
-                    f"trained with "
-                    f"{len(best['seeds'])} seeds and tested alike on the test split; seed means with their spread and "
-                    f"item intervals. "
+                    f"trained with {len(best['seeds'])} seeds and tested alike on the test split; seed means with "
+                    f"their spread and item intervals; a continuation that broke off (ended at once, looped) is "
+                    f"counted apart from corrections and refusals. "
                     f"Highest Corr_mean: {best['method']} ({format_cell(best['corr_mean']['mean'])} against the base's "
                     f"{format_cell(rows['base']['corr_mean']['mean'])}), with benign refusal "
                     f"{format_cell(best['benign_refusal']['mean'])} "

@@ -6,11 +6,11 @@
 from __future__ import annotations
 from pathlib import Path
 
-from .core import derive_seed, read_json
+from .core import derive_seed
 from .models import RESET_TOKEN
 from .sft import (add_token, answer_end, check_inputs, draw_k, fitting_prefix,
                                    prefix_length,
-                                   prompt_ids, sft_record, token_ids, train_sft)
+                                   prompt_ids, sft_record, token_ids, train_sft, validation_harmful)
 from .train import Method, TrainConfig, register
 
 # %% auto #0
@@ -54,14 +54,9 @@ def validation_prefills(cfg: TrainConfig, tok, n: int) -> list[str]:
     """Prompts of C2-Eval's validation harmful requests (the split the C2-Syn run left out), each prefilled with an
     opener and k harmful tokens."""
     from c2_course_correct.core import OPENERS
-    from c2_course_correct.data import load_pairs, request_key, split_pairs
     from c2_course_correct.models import prefill_prompt
-    s = read_json(cfg.pairs_file.parent/"config.json")
-    val = split_pairs(load_pairs(s["eval_data"], s["eval_split"]), s["eval_size"], s["eval_seed"],
-                      s["eval_val_size"])[1]
-    one = list({request_key(p.request): p for p in reversed(val)}.values())[::-1][:n]
     out = []
-    for p in one:
+    for p in validation_harmful(cfg, n):
         seed = derive_seed(cfg.seed, "check", p.item_id)
         h = token_ids(tok, OPENERS[seed % len(OPENERS)] + " " + p.response)
         out.append(prefill_prompt(tok, p.request, tok.decode(h[:draw_k(seed, len(h), cfg.prefix_tokens, 0.0)])))

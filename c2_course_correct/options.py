@@ -121,7 +121,11 @@ TRAIN_OPTIONS = [  # (flag, config field, argparse keywords)
                                               "(default: circuit breakers' 10 and 20 of 32, scaled)")),
     ("--method", "method", dict(
         help=f"training method: {', '.join(METHODS)} (nbs/28_train.ipynb; one notebook each, nbs/30_dpo.ipynb to "
-             f"nbs/34_backtrack.ipynb)")),
+             f"nbs/34_backtrack.ipynb, nbs/36_circuit_breaker.ipynb)")),
+    ("--reroute-alpha", "reroute_alpha", dict(type=float, help="circuit-breaker: alpha of the loss schedule (rerouting "
+                                              "alpha(1 - t/2T), retain alpha t/2T; the paper: 10 for Llama-3-8B)")),
+    ("--reroute-layers", "reroute_layers", dict(type=int, nargs="+", help="circuit-breaker: target layers, from 1 "
+                                                "(default: the paper's 10 and 20 of 32, scaled)")),
     ("--finetune", "finetune", dict(choices=FINETUNES, help="lora (adapter) or full fine-tuning")),
     ("--prefix-tokens", "prefix_tokens",
      dict(type=int, help="recovery methods: longest harmful prefix in tokens (k drawn from 0 to this)")),
@@ -144,6 +148,8 @@ TRAIN_OPTIONS = [  # (flag, config field, argparse keywords)
     ("--max-length", "max_length", dict(type=int, help="prompt + answer tokens")),
     ("--answer-window", "answer_window", dict(type=int, help="answer tokens kept after chosen and rejected part")),
     ("--save-steps", "save_steps", dict(type=int, help="checkpoint every this many optimizer steps")),
+    ("--check-records", "check_records", dict(type=int, help="records (and prompts) the method's own check reads "
+                                              "after training")),
     ("--device", "device", dict(help="cpu or cuda (default: cuda when available)")),
     ("--dtype", "dtype",
      dict(help="float32, bfloat16 or auto (bf16 where measured faster; default: bfloat16 on CUDA, float32 on CPU)")),

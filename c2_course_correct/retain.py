@@ -12,8 +12,8 @@ if TYPE_CHECKING: import torch
 from .core import ConfigError, did_you_mean
 
 # %% auto #0
-__all__ = ['RETAIN_KINDS', 'check_retain', 'retain_layers', 'kl_to_base', 'hidden_distance', 'retain_batch', 'retain_term',
-           'with_retain', 'retain_card_lines']
+__all__ = ['RETAIN_KINDS', 'check_retain', 'check_reroute', 'retain_layers', 'kl_to_base', 'hidden_distance', 'retain_batch',
+           'retain_term', 'with_retain', 'retain_card_lines']
 
 # %% ../nbs/27_retain.ipynb #b75a5104
 RETAIN_KINDS = ("none", "kl", "hidden")
@@ -32,11 +32,20 @@ def check_retain(retain: str, weight: float, layers: list[int] | None, utility_r
         raise ConfigError(f"retain: {retain} is measured on the utility records: give utility_data and a utility_ratio "
                           "above 0")
 
-def retain_layers(layers: list[int] | None, n_layers: int) -> list[int]:
-    "The layers of the `hidden` term in a model of `n_layers` decoder layers; a ConfigError for one outside it."
+def check_reroute(alpha: float, layers: list[int] | None) -> None:
+    "ConfigErrors naming the circuit-breaker setting that is wrong (a TrainConfig's `reroute_alpha`, `reroute_layers`)."
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha <= 0:
+        raise ConfigError(f"reroute_alpha must be a number above 0, got {alpha!r}")
+    if layers is not None and (not isinstance(layers, list) or not layers or any(
+            not isinstance(x, int) or isinstance(x, bool) or x < 1 for x in layers)):
+        raise ConfigError(f"reroute_layers must be a non-empty list of layer numbers from 1, got {layers!r}")
+
+def retain_layers(layers: list[int] | None, n_layers: int, name: str = "retain_layers") -> list[int]:
+    """The layers `name` gives in a model of `n_layers` decoder layers (None: circuit breakers' 10 and 20 of 32,
+    scaled); a ConfigError for one outside it."""
     chosen = layers or sorted({max(1, round(n_layers * x / 32)) for x in (10, 20)})
     if bad := [x for x in chosen if not 1 <= x <= n_layers]:
-        raise ConfigError(f"retain_layers {bad} lie outside the model's {n_layers} decoder layers")
+        raise ConfigError(f"{name} {bad} lie outside the model's {n_layers} decoder layers")
     return chosen
 
 # %% ../nbs/27_retain.ipynb #cb0a9dfb

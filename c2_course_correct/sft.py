@@ -19,8 +19,8 @@ from .utility import mix_counts, prompt_fits, utility_answers
 # %% auto #0
 __all__ = ['MIN_TRAINED', 'harmful_examples', 'prompt_ids', 'answer_end', 'sft_record', 'show_mask', 'draw_k', 'token_ids',
            'fitting_prefix', 'recovery_example', 'prefix_length', 'utility_examples', 'safety_example',
-           'safety_records', 'method_examples', 'add_token', 'token_row_optimizer', 'card_lines', 'train_sft',
-           'label_scores', 'mean4', 'recovery_check', 'check_inputs']
+           'safety_records', 'method_examples', 'add_token', 'token_row_optimizer', 'card_lines', 'begin_run',
+           'train_sft', 'label_scores', 'mean4', 'recovery_check', 'validation_harmful', 'check_inputs']
 
 # %% ../nbs/31_sft.ipynb #9c7cd9b6
 def harmful_examples(synth: str | Path) -> list[dict]:
@@ -199,6 +199,14 @@ def card_lines(cfg: TrainConfig, data: dict, new_token: str | None = None) -> li
                if new_token and cfg.reset_learning_rate else ""),
             *retain_card_lines(cfg.retain, cfg.retain_weight, cfg.retain_layers)]
 
+def begin_run(cfg: TrainConfig, out: str | Path) -> tuple[Path, bool, dict | None]:
+    """`out` as a folder claimed for `cfg`, whether this is the main process, and the stats of the finished run it holds
+    (None when it holds none)."""
+    out, main = Path(out), process_rank()[0] == 0
+    out.mkdir(parents=True, exist_ok=True)
+    if main: cfg.claim(out)
+    return out, main, read_json(out/"stats.json") if (out/"stats.json").exists() else None
+
 def train_sft(cfg: TrainConfig, out: str | Path, progress: bool = True, new_token: str | None = None) -> dict | None:
     """Train (or resume training) a token-record method (`cfg.method`, its records from its registered builder) into
     `out`, with
@@ -210,10 +218,8 @@ def train_sft(cfg: TrainConfig, out: str | Path, progress: bool = True, new_toke
         raise ConfigError(
             f"reset_learning_rate is the step of backtracking's [RESET] row under LoRA; method {cfg.method}, finetune "
             f"{cfg.finetune} has none")
-    out, main = Path(out), process_rank()[0] == 0
-    out.mkdir(parents=True, exist_ok=True)
-    if main: cfg.claim(out)
-    if (out/"stats.json").exists(): return read_json(out/"stats.json")
+    out, main, finished = begin_run(cfg, out)
+    if finished: return finished
     from datasets import Dataset
     from transformers import set_seed
     from trl import SFTConfig, SFTTrainer
@@ -283,6 +289,15 @@ def recovery_check(base, trained, records: list[dict], n: int) -> dict:
     b, t = (mean4([-mean4([x for x, _ in s]) for s in label_scores(m, recs)]) for m in (base, trained))
     return dict(what="NLL per token of the safe continuation after a harmful prefix (k > 0), the run's own records",
                 records=len(recs), base=b, trained=t, passed=bool(recs) and t <= 0.9 * b)
+
+def validation_harmful(cfg: TrainConfig, n: int) -> list:
+    """The first `n` of C2-Eval's validation harmful requests (the split the run's C2-Syn data left out), one pair
+    (`data.HarmfulPair`) each: held-out harmful text for a method's check."""
+    from c2_course_correct.data import load_pairs, request_key, split_pairs
+    s = read_json(cfg.pairs_file.parent/"config.json")
+    val = split_pairs(load_pairs(s["eval_data"], s["eval_split"]), s["eval_size"], s["eval_seed"],
+                      s["eval_val_size"])[1]
+    return list({request_key(p.request): p for p in reversed(val)}.values())[::-1][:n]
 
 def check_inputs(cfg: TrainConfig, out: str | Path) -> tuple:
     """What a method's check reads: the saved model as `load_model` loads it, its tokenizer, and the run's own first

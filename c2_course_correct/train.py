@@ -15,7 +15,7 @@ from .core import (ConfigError, StageConfig, append_jsonl, apply_umask, dtype_te
                                     profiles_dir, read_jsonl, write_json, rewrite_jsonl)
 from .data import split_benign
 from .models import run_provenance
-from .retain import check_retain
+from .retain import check_reroute, check_retain
 
 # %% auto #0
 __all__ = ['METHODS', 'UTILITY_ANSWERS', 'FINETUNES', 'UTILITY_REFUSALS', 'CURVE_KEYS', 'PLOTTED', 'WORLD_SIZE_VARS', 'Method',
@@ -37,7 +37,8 @@ class Method:
     # token-record methods: the safety record builder (nbs/31_sft.ipynb)
     example: Callable | None = None
 
-METHODS = {"c2syn-dpo": "dpo", "recovery-sft": "recovery", "derta": "derta", "backtrack": "backtrack"}
+METHODS = {"c2syn-dpo": "dpo", "recovery-sft": "recovery", "derta": "derta", "backtrack": "backtrack",
+           "circuit-breaker": "circuit_breaker"}
 "The built-in methods by name, and the module of this package that registers each (imported when first asked for)."
 _REGISTRY: dict[str, Method] = {}
 
@@ -61,8 +62,7 @@ UTILITY_ANSWERS = ("reference", "self")
 FINETUNES = ("lora", "full")
 UTILITY_REFUSALS = ["I'm sorry, but I can't help with that.", "I can't assist with this request.",
                     "I'm sorry, but I cannot provide that information.",
-                    "I won't help with this, because it could cause harm.",
-                    "I'm not able to help with that request."]
+                    "I won't help with this, because it could cause harm.", "I'm not able to help with that request."]
 "The refusals a utility pair rejects: the openings the default C2-Syn safe responses start from."
 
 @dataclass
@@ -89,7 +89,10 @@ class TrainConfig(StageConfig):
     retain: str = "none"                    # none, kl (next-token distributions) or hidden (hidden states)
     retain_weight: float = 1.0
     retain_layers: list[int] | None = None  # retain: hidden; None: circuit breakers' 10 and 20 of 32, scaled
-    method: str = "c2syn-dpo"               # c2syn-dpo, recovery-sft, derta, backtrack or a registered one
+    method: str = "c2syn-dpo"               # c2syn-dpo, recovery-sft, derta, backtrack, circuit-breaker or registered
+    # circuit-breaker: alpha of its schedule, and the target layers (None: 10 and 20 of 32, scaled)
+    reroute_alpha: float = 10.0
+    reroute_layers: list[int] | None = None
     # lora (adapter; DPO's reference = adapter off) or full (all weights; reference = a frozen copy)
     finetune: str = "lora"
     # recovery methods: longest harmful prefix k in tokens (k drawn from 0 to this)
@@ -128,7 +131,8 @@ class TrainConfig(StageConfig):
     seed: int = 0
 
     STAGE, SECTION, NOT_IDENTITY = "training", "train", ("save_steps", "check_records")
-    LATER = ("share_prefix", "scored_positions_only", "retain", "retain_weight", "retain_layers")
+    LATER = ("share_prefix", "scored_positions_only", "retain", "retain_weight", "retain_layers", "reroute_alpha",
+             "reroute_layers")
 
     def __post_init__(self):
         self.require_whole(("lora_r", "lora_alpha", "batch_size", "grad_accum", "max_length", "save_steps",
@@ -172,6 +176,7 @@ class TrainConfig(StageConfig):
         if not isinstance(self.nll_weight, (int, float)) or self.nll_weight < 0: raise ConfigError(
             f"nll_weight must be a number >= 0, got {self.nll_weight!r}")
         check_retain(self.retain, self.retain_weight, self.retain_layers, self.utility_ratio)
+        check_reroute(self.reroute_alpha, self.reroute_layers)
         if self.utility_answers not in UTILITY_ANSWERS:
             raise ConfigError(f"utility_answers must be one of {UTILITY_ANSWERS}, got {self.utility_answers!r}")
         self.require_whole(("anchor_tokens",))
@@ -245,9 +250,10 @@ def lora_config(cfg: TrainConfig):
 CURVE_KEYS = {"loss": "loss", "rewards/margins": "reward_margin", "rewards/accuracies": "reward_accuracy",
               "rewards/chosen": "reward_chosen", "rewards/rejected": "reward_rejected",
               "learning_rate": "learning_rate", "grad_norm": "grad_norm", "mean_token_accuracy": "token_accuracy",
-              "retain": "retain"}
+              "retain": "retain", "reroute": "reroute", "retain_l2": "retain_l2"}
 PLOTTED = {"loss": "loss", "reward_margin": "reward margin", "reward_accuracy": "reward accuracy",
-           "token_accuracy": "token accuracy", "retain": "retain term"}
+           "token_accuracy": "token accuracy", "retain": "retain term", "reroute": "rerouting loss",
+           "retain_l2": "hidden-state distance (retained)"}
 
 def curve_log_class():
     """The trainer callback class `CurveLog` (made on first use, so that importing this module does not import
@@ -295,20 +301,17 @@ def plot_curves(rows: list[dict], path: Path, title: str = "DPO training") -> Pa
 def model_card(cfg: TrainConfig, stats: dict, what: str, data_lines: list[str]) -> str:
     "Markdown model card of a model trained by `what` (e.g. C2-Syn DPO) on the data that `data_lines` describe."
     f = stats["final"]
-    shape = (
-        f"LoRA r={cfg.lora_r}, alpha={cfg.lora_alpha} on {cfg.target_modules}"
-             if cfg.finetune == "lora" else "full fine-tuning")
+    shape = (f"LoRA r={cfg.lora_r}, alpha={cfg.lora_alpha} on {cfg.target_modules}" if cfg.finetune == "lora"
+             else "full fine-tuning")
     lines = [
         f"# {Path(cfg.model).name if cfg.model != 'default' else 'SmolLM2-135M-Instruct'} + {what} ({cfg.finetune})",
-             "",
-             f"Trained by c2-course-correct (`c2cc train --method {cfg.method}`) to turn back from harmful answers. "
-             "For safety research; not a safety guarantee.", "",
+             "", f"Trained by c2-course-correct (`c2cc train --method {cfg.method}`) to turn back from harmful answers."
+             " For safety research; not a safety guarantee.", "",
              f"- base model: `{cfg.model}`", *data_lines,
              f"- trainer: TRL {stats['environment']['packages'].get('trl')}, {shape}",
              f"- learning rate {cfg.learning_rate} (warm-up {cfg.warmup}, cosine), batch {cfg.batch_size} x "
-             f"{cfg.grad_accum}, "
-             f"max_length {cfg.max_length}, {stats['steps']} optimizer steps ({stats['epochs']:.2f} epochs), "
-             f"{stats['train_tokens']} tokens",
+             f"{cfg.grad_accum}, max_length {cfg.max_length}, {stats['steps']} optimizer steps "
+             f"({stats['epochs']:.2f} epochs), {stats['train_tokens']} tokens",
              f"- device {stats['device']}, dtype {stats['dtype']}, {stats['train_seconds']:.0f} s",
              "- last 10 steps: " + ", ".join(f"{PLOTTED[k]} {v:.3f}" for k, v in f.items() if v is not None),
              "", "Load it with `c2cc eval --model <this folder>` or `c2_course_correct.models.load_model`.",
@@ -386,14 +389,12 @@ def trainer_args(cfg: TrainConfig, out: Path, on_cuda: bool, dtype: str, progres
                 bf16=dtype == "bfloat16", use_cpu=not on_cuda,
                 gradient_checkpointing=on_cuda if cfg.gradient_checkpointing is None else cfg.gradient_checkpointing,
                 logging_steps=1, save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=2, seed=cfg.seed,
-                data_seed=cfg.seed,
-                report_to="none", disable_tqdm=not progress, dataloader_num_workers=0)
+                data_seed=cfg.seed, report_to="none", disable_tqdm=not progress, dataloader_num_workers=0)
 
 def fit_and_save(cfg: TrainConfig, out: Path, trainer, tok, data: dict, what: str, data_lines: list[str],
                  tokens: int) -> dict:
     """Train (resuming from the newest checkpoint under `out/checkpoints`), then write the curves, the model with its
-    card, and
-    stats.json; returns the stats on the main process, None on the others (which write nothing)."""
+    card, and stats.json; returns the stats on the main process, None on the others (which write nothing)."""
     import torch
     weight = next(trainer.model.parameters())
     device, dtype, on_cuda = str(weight.device), dtype_text(weight.dtype), weight.device.type == "cuda"
@@ -415,14 +416,13 @@ def fit_and_save(cfg: TrainConfig, out: Path, trainer, tok, data: dict, what: st
     curves = read_jsonl(out/"curves.jsonl")
     plot_curves(curves, out/"curves.png", f"{what}: {cfg.model}, {data['used']} examples" + (
         f" ({data['utility']['used']} utility)" if cfg.utility_ratio else ""))
-    peak = (
-        torch.cuda.max_memory_allocated()
-            if on_cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**30
+    peak = (torch.cuda.max_memory_allocated() if on_cuda
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**30
     stats = dict(method=cfg.method, steps=trainer.state.global_step, epochs=round(trainer.state.epoch or 0, 4),
-                 pairs_used=data["used"],
-                 train_tokens=tokens, train_seconds=round(seconds, 1), resumed_from=resume.name if resume else None,
-                 seconds_per_step=round(seconds / max(1, trainer.state.global_step - (int(resume.name.split('-')[
-                     -1]) if resume else 0)), 2),
+                 pairs_used=data["used"], train_tokens=tokens, train_seconds=round(seconds, 1),
+                 resumed_from=resume.name if resume else None,
+                 seconds_per_step=round(seconds / max(1, trainer.state.global_step - (
+                     int(resume.name.split('-')[-1]) if resume else 0)), 2),
                  peak_memory_gib=round(peak, 2), peak_memory_kind="cuda allocated" if on_cuda else "process max RSS",
                  device=device, dtype=dtype, world_size=world, per_device_batch=per_device_batch(cfg, world),
                  global_batch=cfg.batch_size * cfg.grad_accum, train_loss=round(result.training_loss, 4),

@@ -126,7 +126,7 @@ def test_bad_arena_settings(run_c2cc, tmp_path):
 
 def test_readme_shows_the_committed_arena_table():
     "Ten of its columns: tests/test_readme.py checks that each README table is a committed table's columns."
-    head = "| method | setting | seeds | change vs base (paired) | prefill ASR @10 tok | ASR direct | benign refused |"
+    head = "| method | setting | change vs base (paired) | broke off (C2-Eval) | prefill ASR @10 tok | ASR direct | benign refused |"
     assert head in (REPO/"README.md").read_text()
 
 

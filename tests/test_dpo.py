@@ -82,7 +82,9 @@ def test_c2_eval_loads_the_trained_adapter_by_path(trained_run, run_c2cc, tmp_pa
     s = read_json(tmp_path/"eval"/"summary.json")
     assert s["model"] == str(out/"adapter") and s["n_items"] == 3 and set(s["corr_at_k"]) == {"10", "40"}
     base_keys = set(read_json(DEFAULT/"eval-base"/"summary.json"))
-    assert set(s) == base_keys | {"provenance"}   # the same schema as any C2-Eval run (the committed ones predate provenance)
+    # the same schema as any C2-Eval run (the committed ones predate provenance and the broken-off outcome)
+    assert set(s) == base_keys | {"provenance", "broke_off_at_k", "broke_off_ci95_at_k", "broke_off_mean",
+                                  "broke_off_mean_ci95"}
 
 
 @pytest.mark.slow

@@ -211,6 +211,17 @@ def test_verdicts_and_paper_request(server):
     assert f"User: {r['request']}\nAI: {r['prefill']},##POS,{r['continuation']}\n" in judge_prompt(r)
 
 
+def test_a_continuation_that_broke_off_is_not_asked_about(server):
+    "An empty or looping continuation is the third outcome under the LLM judge too, and costs no request."
+    loop = dict(ROWS[0], continuation=" and then and then and then and then and then and then")
+    empty = dict(ROWS[1], continuation=".")
+    verdicts = make_judge(server, concurrency=2).judge([loop, *ROWS, empty])
+    assert [v.outcome for v in verdicts] == ["broke_off", "corrected", "continued", "corrected", "continued",
+                                             "broke_off"]
+    assert verdicts[0].corrected is False and verdicts[0].reason.startswith("degenerate: loop")
+    assert sorted(server.prompts()) == sorted(judge_prompt(r) for r in ROWS)
+
+
 @pytest.mark.parametrize("answer,expected", [("yes", True), ("Yes.", True), ("  YES!", True), ("no", False),
                                              ("No.", False), ("'no'", False), ("maybe", None), ("", None)])
 def test_parse_yes_no(answer, expected):
@@ -378,12 +389,12 @@ def test_judge_file(server, tmp_path):
     src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     judge = make_judge(server, cache=tmp_path / "cache.jsonl", concurrency=2)
     counts = judge_file(judge, src, dst)
-    assert counts == dict(rows=4, corrected=2, not_corrected=2, undecided=0)
+    assert counts == dict(rows=4, corrected=2, not_corrected=2, broke_off=0, undecided=0)
     out = read_jsonl(dst)
     assert len(out) == len(rows)
     for r, o, want in zip(rows, out, EXPECTED):
         assert {k: o[k] for k in r} == r                          # input fields kept
-        assert o["corrected"] is want
+        assert o["corrected"] is want and o["outcome"] == ("corrected" if want else "continued")
         assert o["judge"] == "openai"
         assert o["judge_reason"] == f"answered {'yes' if want else 'no'!r}"
     assert len(server.requests) == len(rows)

@@ -163,7 +163,7 @@ def test_the_user_reads_the_text_after_the_last_reset():
 
 
 @pytest.mark.parametrize("args,msg", [
-    (["--method", "qlora"], "method must be one of ['c2syn-dpo', 'recovery-sft', 'derta', 'backtrack'], got 'qlora'"),
+    (["--method", "qlora"], "method must be one of ['c2syn-dpo', 'recovery-sft', 'derta', 'backtrack', 'circuit-breaker'], got 'qlora'"),
     (["--method", "lora"], "method: lora is now `finetune: lora` (`--finetune lora`)"),
     (["--method", "derta", "--utility-ratio", 0], "method derta trains on utility data beside its recovery examples"),
     (["--finetune", "qlora"], "invalid choice: 'qlora'"),
@@ -242,7 +242,7 @@ def test_train_method_m_of_the_default_profile_trains_its_chosen_setting(run_c2c
     utility_ratio above 0", the train section being C2-Syn DPO's."""
     # the sources' answers instead of the model's own, which cost a generation pass: the setting is what is tested
     r = run_c2cc("train", "--profile", "default", "--method", "backtrack", "--n-pairs", 8, "--max-steps", 1,
-                 "--utility-answers", "reference", "--out", tmp_path/"bt", "--quiet")
+                 "--utility-answers", "reference", "--check-records", 4, "--out", tmp_path/"bt", "--quiet")
     assert r.returncode == 0, r.stderr
     assert "backtrack (lora, float32 on cpu, seed 0, the arena's setting backtrack-50-lr-5e-4) on 8 examples: 1 step " in r.stdout
     stats = read_json(tmp_path/"bt"/"stats.json")

@@ -33,13 +33,16 @@ def test_a_registered_method_is_trained_and_checked_by_name(counting_method, tmp
 def test_every_built_in_method_is_found_through_the_registry():
     found = {name: get_method(name) for name in METHODS}
     assert {name: m.what for name, m in found.items()} == {"c2syn-dpo": "C2-Syn DPO", "recovery-sft": "recovery SFT",
-                                                          "derta": "DeRTa (MLE + RTO)", "backtrack": "backtracking SFT"}
-    assert [name for name, m in found.items() if m.example is not None] == ["recovery-sft", "derta", "backtrack"]   # token-record methods
+                                                          "derta": "DeRTa (MLE + RTO)", "backtrack": "backtracking SFT",
+                                                          "circuit-breaker": "circuit breakers"}
+    assert [name for name, m in found.items() if m.example is not None] == ["recovery-sft", "derta", "backtrack",
+                                                                             "circuit-breaker"]   # token-record methods
     assert {m.train.__module__ for m in found.values()} == {"c2_course_correct.dpo", "c2_course_correct.recovery",
-                                                            "c2_course_correct.derta", "c2_course_correct.backtrack"}
+                                                            "c2_course_correct.derta", "c2_course_correct.backtrack",
+                                                            "c2_course_correct.circuit_breaker"}
 
 
 def test_an_unknown_method_is_refused_with_the_names_it_could_be():
-    with pytest.raises(ConfigError, match=r"method must be one of \['c2syn-dpo', 'recovery-sft', 'derta', 'backtrack'\], got 'qlora'"):
+    with pytest.raises(ConfigError, match=r"method must be one of \['c2syn-dpo', 'recovery-sft', 'derta', 'backtrack', 'circuit-breaker'\], got 'qlora'"):
         TrainConfig(method="qlora")
     with pytest.raises(ConfigError, match="method must be one of"): get_method("qlora")
