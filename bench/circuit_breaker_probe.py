@@ -6,8 +6,11 @@ hidden states' squared norm in their three largest dimensions (massive activatio
     python bench/circuit_breaker_probe.py --steps 24 --lr 5e-4
 
 Variants: `paper` (c_s = alpha(1 - t/2T), c_r = alpha t/2T, the trainer's), `reroute-only` (c_r = 0), `retain-late`
-(c_r = 0 for the first quarter of the steps, then the paper's). A constant learning rate, gradient norm clipped at 1,
-AdamW without weight decay, 16 rows in batches of 4, the sources' reference answers as the retained utility answers.
+(c_r = 0 for the first quarter of the steps, then the paper's), `retain-margin` (the paper's schedule, the retain
+distance counted only beyond 5% of the frozen state's norm). The last column is the cosine of the retained (benign
+and refusal) tokens' states to the frozen ones at the targets after the last step: 1 when rerouting spared them.
+A constant learning rate, gradient norm clipped at 1, AdamW without weight decay, 16 rows in batches of 4, the
+sources' reference answers as the retained utility answers.
 """
 import argparse
 
@@ -21,11 +24,12 @@ from c2_course_correct.retain import hidden_distance, retain_layers
 from c2_course_correct.train import TrainConfig, lora_config
 from c2_course_correct.utility import utility_answers
 
-VARIANTS = ("paper", "reroute-only", "retain-late")
+VARIANTS = ("paper", "reroute-only", "retain-late", "retain-margin")
 
 
-def probe(variant: str, steps: int, lr: float, alpha: float, every: int) -> tuple[list[float], list[float]]:
-    "Train `steps` steps of `variant`; the rerouting loss and retain distance at every `every`-th step."
+def probe(variant: str, steps: int, lr: float, alpha: float, every: int) -> tuple[list[float], list[float], float]:
+    """Train `steps` steps of `variant`; the rerouting loss and retain distance at every `every`-th step, and the
+    retained tokens' cosine to the frozen states after the last."""
     torch.manual_seed(0)
     cfg = TrainConfig.from_profile("default", method="circuit-breaker", utility_answers="reference", utility_ratio=0.5,
                                    n_pairs=16)
@@ -43,12 +47,17 @@ def probe(variant: str, steps: int, lr: float, alpha: float, every: int) -> tupl
         h, h0 = both_hidden(net, net, b, top)
         r = rerouting_loss(h, h0, targets, b["reroute_mask"])
         k = hidden_distance(h, h0, list(range(1, top + 1)), b["retain_mask"])
+        if variant == "retain-margin":
+            m = b["retain_mask"]
+            k = sum((torch.relu((h[i] - h0[i]).float().norm(dim=-1) - 0.05 * h0[i].float().norm(dim=-1)) * m).sum()
+                    for i in range(1, top + 1)) / (m.sum() * top)
         c_s, c_r = coefficients(alpha, step, steps)
         if variant == "reroute-only" or (variant == "retain-late" and step < steps // 4): c_r = 0.0
         opt.zero_grad(); (c_s * r + c_r * k).backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0); opt.step()
         if step % every == 0 or step == steps - 1: reroute.append(r.item()); retain.append(k.item())
-    return reroute, retain
+    with torch.no_grad(): kept = rerouting_loss(*both_hidden(net, net, b, top), targets, b["retain_mask"], relu=False)
+    return reroute, retain, kept.item()
 
 
 def massive_share(layers: list[int]) -> dict[int, float]:
@@ -79,11 +88,12 @@ def main():
     shares = massive_share([9, 19])
     print("share of the squared hidden-state norm in the 3 largest of 576 dimensions: "
           + ", ".join(f"layer {i} {v:.2f}" for i, v in shares.items()))
-    print(f"| variant | rerouting loss every {a.every} steps (lr {a.lr}, {a.steps} steps) | retain distance |")
-    print("|---|---|---|")
+    print(f"| variant | rerouting loss every {a.every} steps (lr {a.lr}, {a.steps} steps) | retain term | retained "
+          "cosine |")
+    print("|---|---|---|---|")
     for v in a.variants:
-        r, k = probe(v, a.steps, a.lr, a.alpha, a.every)
-        print(f"| {v} | {' '.join(f'{x:.3f}' for x in r)} | {' '.join(f'{x:.2f}' for x in k)} |")
+        r, k, kept = probe(v, a.steps, a.lr, a.alpha, a.every)
+        print(f"| {v} | {' '.join(f'{x:.3f}' for x in r)} | {' '.join(f'{x:.2f}' for x in k)} | {kept:.3f} |")
 
 
 if __name__ == "__main__":
