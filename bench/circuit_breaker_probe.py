@@ -17,8 +17,8 @@ import argparse
 import torch
 from peft import get_peft_model
 
-from c2_course_correct.circuit_breaker import (both_hidden, circuit_breaker_examples, coefficients, pair_batch,
-                                              rerouting_loss)
+from c2_course_correct.circuit_breaker import (both_hidden, circuit_breaker_examples, coefficients, massive_share,
+                                              pair_batch, rerouting_loss)
 from c2_course_correct.models import load_model
 from c2_course_correct.retain import hidden_distance, retain_layers
 from c2_course_correct.train import TrainConfig, lora_config
@@ -60,21 +60,12 @@ def probe(variant: str, steps: int, lr: float, alpha: float, every: int) -> tupl
     return reroute, retain, kept.item()
 
 
-def massive_share(layers: list[int]) -> dict[int, float]:
-    "Share of the squared hidden-state norm in the three largest dimensions at `layers`, over C2-Syn's harmful answers."
+def shares(layers: list[int]) -> dict[int, dict]:
+    "`circuit_breaker.massive_share` at `layers` over the harmful answers of the probe's first four rows."
     cfg = TrainConfig.from_profile("default", method="circuit-breaker", utility_answers="reference", utility_ratio=0.5,
                                    n_pairs=8)
     model, tok = load_model("default")
-    rows, _ = circuit_breaker_examples(cfg, tok, utility_answers(cfg, need=4))
-    b = pair_batch(rows[:4], tok.pad_token_id)
-    with torch.no_grad(): hs = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
-                                     output_hidden_states=True).hidden_states
-    out = {}
-    for i in layers:
-        h = hs[i][b["reroute_mask"].bool()].float()
-        dims = h.abs().mean(0).topk(3).indices
-        out[i] = float(((h[:, dims] ** 2).sum(-1) / (h ** 2).sum(-1)).mean())
-    return out
+    return massive_share(model, tok, circuit_breaker_examples(cfg, tok, utility_answers(cfg, need=4))[0][:4], layers)
 
 
 def main():
@@ -85,9 +76,8 @@ def main():
     p.add_argument("--every", type=int, default=3, help="print every this many steps")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     a = p.parse_args()
-    shares = massive_share([9, 19])
     print("share of the squared hidden-state norm in the 3 largest of 576 dimensions: "
-          + ", ".join(f"layer {i} {v:.2f}" for i, v in shares.items()))
+          + ", ".join(f"layer {i} {v['share']:.2f}" for i, v in shares([9, 19]).items()))
     print(f"| variant | rerouting loss every {a.every} steps (lr {a.lr}, {a.steps} steps) | retain term | retained "
           "cosine |")
     print("|---|---|---|---|")

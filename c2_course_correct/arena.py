@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .core import ConfigError, StageConfig, load_profile, read_json, read_jsonl, write_json
-from .benchmark import EvalConfig, attack_broke_off, run_c2_eval, summarize
+from .benchmark import EvalConfig, attack_broke_off, broke_off_at_k, run_c2_eval
 from .data import RHO_HARMFUL, load_rho_harmful
 from .helpfulness import HelpConfig, compare_helpfulness, read_helpfulness_run, run_helpfulness
 from .safety import ATTACKS, SafetyConfig, run_safety
@@ -233,7 +233,7 @@ def seed_record(run: Path, row: str, seed: int, first: int, chosen: dict[str, st
     rec = dict(method=row, seed=seed, model=ev["model"], corr_mean=ev["corr_mean"], corr_mean_ci95=ev["corr_mean_ci95"],
                resets=ev.get("resets", 0), paths=len(rows), twins_corr_mean=tw["corr_mean"],
                twins_corr_mean_ci95=tw["corr_mean_ci95"],
-               broke_off=summarize(rows, ev["config"]["k"])["broke_off_mean"],
+               broke_off=broke_off_at_k(rows, ev["config"]["k"])["mean"],
                prefill_asr=pf["asr_at_k"], prefill_broke_off=attack_broke_off(read_jsonl(
                    f["prefill"]/"continuations.jsonl"), pf["config"]["k"])["at_k"],
                attack_asr=None if sa is None else {a: sa["asr"][a]["asr"] for a in ATTACKS if a in sa["asr"]},

@@ -24,7 +24,7 @@ from .utility import mix_counts, prompt_fits, utility_answers
 # %% auto #0
 __all__ = ['COSINE_BOUND', 'BENIGN_COSINE', 'reroute_example', 'reroute_record', 'retained', 'circuit_breaker_examples', 'padded',
            'pair_batch', 'up_to_layer', 'rerouting_loss', 'coefficients', 'both_hidden', 'circuit_breaker_trainer',
-           'freeze_above', 'card_lines', 'train_circuit_breaker', 'hidden_agreement', 'reroute_check',
+           'massive_share', 'freeze_above', 'card_lines', 'train_circuit_breaker', 'hidden_agreement', 'reroute_check',
            'check_circuit_breaker']
 
 # %% ../nbs/36_circuit_breaker.ipynb #35c6fde5
@@ -144,6 +144,22 @@ def circuit_breaker_trainer(alpha: float, targets: list[int], frozen=None):
                 self._terms = []
             return super().log(logs, *args, **kwargs)
     return CircuitBreakerTrainer
+
+# %% ../nbs/36_circuit_breaker.ipynb #00116de4
+def massive_share(model, tok, records: list[dict], layers: list[int], top: int = 3) -> dict:
+    """Per layer of `layers`: the `top` largest dimensions of the hidden states over the records' marked tokens, their
+    share of the squared norm, and the mean norm (massive activations)."""
+    import torch
+    out = {}
+    ids, att, mark = padded([r["input_ids"] for r in records], [[y != -100 for y in r["labels"]] for r in records],
+                            tok.pad_token_id)
+    with torch.no_grad(): hs = model(input_ids=ids, attention_mask=att, output_hidden_states=True).hidden_states
+    for i in layers:
+        h = hs[i][mark.bool()].float()
+        dims = h.abs().mean(0).topk(top).indices
+        out[i] = dict(dims=dims.tolist(), share=round(float(((h[:, dims] ** 2).sum(-1) / (h ** 2).sum(-1)).mean()), 3),
+                      norm=round(float(h.norm(dim=-1).mean()), 1))
+    return out
 
 # %% ../nbs/36_circuit_breaker.ipynb #671bb905
 def freeze_above(model, top: int) -> None:
