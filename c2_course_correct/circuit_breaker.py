@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING: import torch
 
-from .core import OPENERS, derive_seed, dtype_text, write_json
+from .core import OPENERS, ConfigError, derive_seed, dtype_text, write_json
 from .models import load_model, model_provenance
 from .retain import hidden_distance, retain_card_lines, retain_layers, with_retain
 from .sft import (MIN_TRAINED, begin_run, check_inputs, harmful_examples, mean4, prompt_ids,
@@ -186,6 +186,8 @@ def train_circuit_breaker(cfg: TrainConfig, out: str | Path, progress: bool = Tr
     beside a frozen copy); returns the run's stats (None on a process other than the main one)."""
     model_provenance(cfg.model)   # a bad model name fails here, before any work
     harmful_examples(cfg.pairs_file.parent)   # a missing or empty C2-Syn folder too
+    if not cfg.utility_loss: raise ConfigError("circuit breakers' retain loss is on the utility answers already: "
+                                               "utility_loss: false does not apply to method circuit-breaker")
     out, main, finished = begin_run(cfg, out)
     if finished: return finished
     from datasets import Dataset

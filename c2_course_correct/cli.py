@@ -14,6 +14,7 @@ from .train import TrainConfig, launcher_processes, rank_launch_command, train_m
 from .helpfulness import HelpConfig, compare_helpfulness, run_helpfulness
 from .sweep import SweepConfig, run_sweep, sweep_table
 from .arena import ArenaConfig, run_arena, write_arena
+from .harnesses import export_c2eval, export_c2syn, lm_eval_path
 from .judge import JUDGES, judge_file, make_judge
 from .reproduce import reproduce
 from .safety import SafetyConfig, run_safety
@@ -24,8 +25,8 @@ from .options import (EVAL_OPTIONS, HELP_OPTIONS, SAFETY_OPTIONS, SYNTH_OPTIONS,
 # %% auto #0
 __all__ = ['OUT_FOLDERS', 'OUT_FILES', 'default_out', 'read_back_note', 'provenance_text', 'cmd_eval', 'cmd_synth',
            'method_train_config', 'cmd_train', 'cmd_compare', 'cmd_judge', 'cmd_safety', 'cmd_safety_compare',
-           'cmd_helpfulness', 'cmd_helpfulness_compare', 'cmd_sweep', 'cmd_arena', 'cmd_reproduce', 'parser',
-           'check_out', 'quiet_libraries', 'main']
+           'cmd_helpfulness', 'cmd_helpfulness_compare', 'cmd_sweep', 'cmd_arena', 'cmd_lm_eval_path',
+           'cmd_export_dataset', 'cmd_reproduce', 'parser', 'check_out', 'quiet_libraries', 'main']
 
 # %% ../nbs/90_cli.ipynb #c89fc467
 def default_out(profile: str, folder: str = "") -> Path:
@@ -369,6 +370,40 @@ def cmd_arena(args) -> int:
     print(write_arena(run)["md"].read_text(), end="")   # the figures stage (make reproduce) also puts it in REPORT.md
     return 0
 
+# %% ../nbs/90_cli.ipynb #d65c3cac
+def _harness_parsers(sub) -> None:
+    sub.add_parser("lm-eval-path", help="print the lm-eval task folder (lm_eval --include_path $(c2cc lm-eval-path))",
+                   description="Print the folder of the C2-Eval task for lm-evaluation-harness that this package "
+                               "ships.")
+    p = sub.add_parser("export-dataset", help="write C2-Syn (or C2-Eval) as a Hugging Face parquet dataset with a card",
+                       description="Write RUN_DIR's C2-Syn pairs as parquet shards in TRL's conversational preference "
+                                   "format, split by request, with a dataset card (DIR/data/, DIR/README.md); "
+                                   "load_dataset('parquet', data_dir=DIR) reads it.")
+    p.add_argument("run", metavar="RUN_DIR", help="a run folder (with synth/) or a C2-Syn folder")
+    p.add_argument("--out", required=True, help="a new or empty folder")
+    p.add_argument("--c2-eval", action="store_true",
+                   help="export the C2-Eval items (validation and test) of RUN_DIR's profile.yaml (or --profile)")
+    p.add_argument("--profile", default=None,
+                   help="with --c2-eval, when RUN_DIR has no profile.yaml (default: default)")
+    p.add_argument("--val-share", type=float, default=0.1, help="C2-Syn requests held out as validation (default 0.1)")
+    p.add_argument("--test-share", type=float, default=0.1, help="C2-Syn requests held out as test (default 0.1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split by request (default 0)")
+    p.add_argument("--push-to-hub", default=None, metavar="USER/NAME", help="also upload to this Hub dataset (token)")
+
+def cmd_lm_eval_path(args) -> int:
+    "Print the lm-eval task folder."
+    print(lm_eval_path())
+    return 0
+
+def cmd_export_dataset(args) -> int:
+    "Export C2-Syn or C2-Eval as a parquet dataset and print its splits."
+    if args.c2_eval:
+        given = Path(args.run)/"profile.yaml"
+        sizes = export_c2eval(args.profile or (given if given.is_file() else "default"), args.out, args.push_to_hub)
+    else: sizes = export_c2syn(args.run, args.out, args.val_share, args.test_share, args.seed, args.push_to_hub)
+    print(f"wrote {', '.join(f'{s} {n}' for s, n in sizes.items())} rows to {args.out} (README.md, data/*.parquet)")
+    return 0
+
 # %% ../nbs/90_cli.ipynb #2f067da2
 def _reproduce_parser(sub) -> None:
     p = sub.add_parser("reproduce", help="run every stage of a profile with papermill; tables, figures, REPORT.md",
@@ -412,12 +447,12 @@ def parser() -> argparse.ArgumentParser:
                                 "Content warning: the data sets hold harmful text; for safety research.")
     sub = p.add_subparsers(dest="command", required=True,
                            metavar="{eval,synth,train,compare,judge,safety,safety-compare,helpfulness,"
-                                   "helpfulness-compare,sweep,arena,reproduce}")
+                                   "helpfulness-compare,sweep,arena,reproduce,lm-eval-path,export-dataset}")
     _eval_parser(sub); _synth_parser(sub); _train_parser(sub); _compare_parser(sub); _judge_parser(sub)
     _safety_parser(sub)
     _safety_compare_parser(sub)
     _helpfulness_parser(sub); _helpfulness_compare_parser(sub); _sweep_parser(sub); _arena_parser(sub)
-    _reproduce_parser(sub)
+    _reproduce_parser(sub); _harness_parsers(sub)
     return p
 
 OUT_FOLDERS = ("eval", "synth", "train", "safety", "safety-compare", "helpfulness", "sweep", "reproduce")
@@ -453,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     cmds = {"eval": cmd_eval, "synth": cmd_synth, "train": cmd_train, "compare": cmd_compare, "judge": cmd_judge,
             "safety": cmd_safety, "safety-compare": cmd_safety_compare, "helpfulness": cmd_helpfulness,
             "helpfulness-compare": cmd_helpfulness_compare, "sweep": cmd_sweep, "arena": cmd_arena,
-            "reproduce": cmd_reproduce}
+            "reproduce": cmd_reproduce, "lm-eval-path": cmd_lm_eval_path, "export-dataset": cmd_export_dataset}
     try:
         if out is not None and args.command in (*OUT_FOLDERS, *OUT_FILES): check_out(out, args.command in OUT_FOLDERS)
         return cmds[args.command](args)

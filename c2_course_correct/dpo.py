@@ -112,8 +112,11 @@ def training_pairs(cfg: TrainConfig, pairs: list[dict], usable: list[int],
     chosen = sample_pairs(usable, n_safety, cfg.seed)
     util, record = (utility_pairs(cfg, n_util, *(utility or utility_answers(
         cfg, need=n_util))) if n_util else utility_pairs(cfg, 0, [], {}))
-    rows = [{**{f: pairs[i][f] for f in PAIR_FIELDS}, "kind": "c2syn"} for i in chosen] + util
-    return rows, dict(c2syn_lines=[i + 1 for i in chosen], utility=record)
+    # utility_loss false: the answers feed the retain term only (train_dpo passes them), not the pairs
+    rows = [{**{f: pairs[i][f] for f in PAIR_FIELDS}, "kind": "c2syn"} for i in chosen] + (util if cfg.utility_loss
+                                                                                            else [])
+    utility = dict(record, **({} if cfg.utility_loss else {"in_loss": False}))
+    return rows, dict(c2syn_lines=[i + 1 for i in chosen], utility=utility)
 
 
 # %% ../nbs/30_dpo.ipynb #5237e2cc
@@ -212,7 +215,7 @@ def dpo_card_lines(cfg: TrainConfig, data: dict) -> list[str]:
             + (
                 "; reference = base with the adapter off" if cfg.finetune == "lora" else "; reference = a frozen copy "
                                                                                          "of the base"),
-            *retain_card_lines(cfg.retain, cfg.retain_weight, cfg.retain_layers)]
+            *retain_card_lines(cfg.retain, cfg.retain_weight, cfg.retain_layers, cfg.utility_loss)]
 
 def train_dpo(cfg: TrainConfig, out: str | Path, progress: bool = True) -> dict:
     """Train (or resume training) with DPO on C2-Syn pairs into `out`; returns the run's stats (None on a process other

@@ -119,6 +119,8 @@ TRAIN_OPTIONS = [  # (flag, config field, argparse keywords)
     ("--retain-weight", "retain_weight", dict(type=float, help="weight of the --retain term")),
     ("--retain-layers", "retain_layers", dict(type=int, nargs="+", help="--retain hidden: decoder layers, from 1 "
                                               "(default: circuit breakers' 10 and 20 of 32, scaled)")),
+    ("--no-utility-loss", "utility_loss", dict(action="store_const", const=False, help="the utility records feed "
+                                               "only the --retain term, not the method's loss (utility_loss: false)")),
     ("--method", "method", dict(
         help=f"training method: {', '.join(METHODS)} (nbs/28_train.ipynb; one notebook each, nbs/30_dpo.ipynb to "
              f"nbs/34_backtrack.ipynb, nbs/36_circuit_breaker.ipynb)")),

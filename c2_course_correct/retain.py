@@ -18,8 +18,10 @@ __all__ = ['RETAIN_KINDS', 'check_retain', 'check_reroute', 'retain_layers', 'kl
 # %% ../nbs/27_retain.ipynb #b75a5104
 RETAIN_KINDS = ("none", "kl", "hidden")
 
-def check_retain(retain: str, weight: float, layers: list[int] | None, utility_ratio: float) -> None:
-    "ConfigErrors naming the retain setting that is wrong (a TrainConfig's `retain`, `retain_weight`, `retain_layers`)."
+def check_retain(retain: str, weight: float, layers: list[int] | None, utility_ratio: float,
+                 utility_loss: bool = True) -> None:
+    """ConfigErrors naming the retain setting that is wrong (a TrainConfig's `retain`, `retain_weight`, `retain_layers`,
+    `utility_loss`)."""
     if retain not in RETAIN_KINDS:
         raise ConfigError(f"retain must be one of {RETAIN_KINDS}, got {retain!r}{did_you_mean([retain], RETAIN_KINDS)}")
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
@@ -31,6 +33,11 @@ def check_retain(retain: str, weight: float, layers: list[int] | None, utility_r
     if retain != "none" and not utility_ratio:
         raise ConfigError(f"retain: {retain} is measured on the utility records: give utility_data and a utility_ratio "
                           "above 0")
+    if not isinstance(utility_loss, bool):
+        raise ConfigError(f"utility_loss must be true or false, got {utility_loss!r}")
+    if not utility_loss and retain == "none":
+        raise ConfigError("utility_loss: false leaves the utility records to the retain term alone, and retain is "
+                          "none: give retain: kl (or hidden), or utility_loss: true")
 
 def check_reroute(alpha: float, layers: list[int] | None) -> None:
     "ConfigErrors naming the circuit-breaker setting that is wrong (a TrainConfig's `reroute_alpha`, `reroute_layers`)."
@@ -124,10 +131,10 @@ def with_retain(trainer_class, retain: str, weight: float, layers: list[int] | N
     Retaining.__name__ = Retaining.__qualname__ = f"Retaining{trainer_class.__name__}"
     return Retaining
 
-def retain_card_lines(retain: str, weight: float, layers: list[int] | None) -> list[str]:
+def retain_card_lines(retain: str, weight: float, layers: list[int] | None, utility_loss: bool = True) -> list[str]:
     "The model card's line of the retain term (none under `retain: none`)."
     if retain == "none": return []
     what = ("KL(base || trained) of the next-token distributions" if retain == "kl" else
             f"L2 distance of the hidden states at layers {layers or 'scaled from 10 and 20 of 32'}")
     return [f"- retain: + {weight} x the {what} to the frozen base model, on the utility records' request and answer "
-            "tokens"]
+            "tokens" + ("" if utility_loss else " (which the method's own loss does not see: utility_loss false)")]

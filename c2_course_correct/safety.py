@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .core import (ConfigError, DataError, StageConfig, append_jsonl, check_shard, derive_seed,
-                                    environment_info, read_json, read_jsonl, write_json, rewrite_jsonl)
+                                    did_you_mean, environment_info, read_json, read_jsonl, write_json, rewrite_jsonl)
 from .data import benign_requests, refusal_eval_rows, safety_benign, split_benign
 from .generate import Backend, GenerationRequest, SamplingConfig, make_backend, prompt_batches
 from .judge import SAFETY_JUDGES, Compliance, compliance_agreement, make_safety_judge, rouge_l
@@ -23,8 +23,8 @@ from .stats import paired_mean_change, wilson
 
 # %% auto #0
 __all__ = ['ATTACKS', 'STATIC_ATTACKS', 'SafetyConfig', 'row_key', 'judge_responses', 'answer', 'model_display_name',
-           'general_ability', 'broken', 'asr_summary', 'run_safety', 'read_safety_run', 'paired_asr_change',
-           'compare_safety']
+           'check_ability_tasks', 'general_ability', 'broken', 'asr_summary', 'run_safety', 'read_safety_run',
+           'paired_asr_change', 'compare_safety']
 
 # %% ../nbs/40_safety.ipynb #823baf0c
 ATTACKS = ("direct", "gcg-transfer", "gcg", "autodan", "templates", "pair", "caesar", "morse", "ascii")
@@ -176,14 +176,22 @@ def model_display_name(model: str) -> str:
     return Path(model).name.split("-")[0] or "the assistant"
 
 # %% ../nbs/40_safety.ipynb #406c3c79
-def general_ability(model: str, tasks: Sequence[str], limit: int | None = None, device: str | None = None) -> dict:
-    """lm-evaluation-harness scores (`simple_evaluate`, HF model) for `tasks`: `{task: {metric: value}}` plus the
-    harness version."""
-    try: import lm_eval
+def check_ability_tasks(tasks: Sequence[str]) -> None:
+    "A ConfigError unless lm-evaluation-harness is installed and knows every task of `tasks`."
+    try: from lm_eval.tasks import TaskManager
     except ImportError:
         raise ConfigError("ability_tasks needs lm-evaluation-harness, which is not installed: pip install lm-eval "
                           "(it downloads its data sets from the hub, so paper runs only); "
                           "or set ability_tasks: []") from None
+    known = set(TaskManager().all_tasks)
+    if bad := [t for t in tasks if t not in known]:
+        raise ConfigError(f"ability_tasks {bad} are not lm-evaluation-harness tasks{did_you_mean(bad, known)}")
+
+def general_ability(model: str, tasks: Sequence[str], limit: int | None = None, device: str | None = None) -> dict:
+    """lm-evaluation-harness scores (`simple_evaluate`, HF model) for `tasks`: `{task: {metric: value}}` plus the
+    harness version."""
+    check_ability_tasks(tasks)
+    import lm_eval
     from c2_course_correct.models import adapter_base
     src = resolve_model(model)
     args = (
@@ -233,9 +241,7 @@ def run_safety(cfg: SafetyConfig, out: str | Path, backend: Backend | None = Non
     finds every row made merges them (in the unsharded order) and returns the summary, the others None."""
     i, n = check_shard(shard)
     provenance = run_provenance(cfg.model)   # a bad model name fails here, before any work
-    if cfg.ability_tasks:   # fail before hours of attacks, not after
-        try: import lm_eval  # noqa: F401
-        except ImportError: general_ability(cfg.model, cfg.ability_tasks)
+    if cfg.ability_tasks: check_ability_tasks(cfg.ability_tasks)   # fail before hours of attacks, not after
     behaviors = load_behaviors(cfg.behaviors, cfg.n_behaviors, cfg.seed)
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     cfg.claim(out)

@@ -144,13 +144,14 @@ def method_examples(cfg: TrainConfig, tok, utility: tuple[list[dict], dict] | No
     answers, urecord = ((utility or utility_answers(cfg, need=n_util, fits=prompt_fits(tok, cfg.max_length,
                                                                                        MIN_TRAINED))) if n_util
                         else ([], dict(source=cfg.utility_data, requests=0)))
-    util = utility_examples(cfg, tok, n_util, answers)
+    # utility_loss false: the answers feed the retain term only (train_sft passes them), not the records
+    util = utility_examples(cfg, tok, n_util if cfg.utility_loss else 0, answers)
     ks = [r["k"] for r in records if r["kind"] != "rto"]
     data.update(used=len(records) + len(util), safety_used=len(records),
                 kinds={k: sum(r["kind"] == k for r in records + util) for k in ("recovery", "rto", "backtrack",
                                                                                 "utility")},
                 k_zero=sum(k == 0 for k in ks), k_mean=round(sum(ks) / len(ks), 1) if ks else None,
-                utility=dict(urecord, used=n_util),
+                utility=dict(urecord, used=n_util, **({} if cfg.utility_loss else {"in_loss": False})),
                 trained_tokens=sum(sum(x != -100 for x in r["labels"]) for r in records + util))
     return records + util, data
 
@@ -197,7 +198,7 @@ def card_lines(cfg: TrainConfig, data: dict, new_token: str | None = None) -> li
             + (
                 f", its row trained at learning rate {cfg.reset_learning_rate}"
                if new_token and cfg.reset_learning_rate else ""),
-            *retain_card_lines(cfg.retain, cfg.retain_weight, cfg.retain_layers)]
+            *retain_card_lines(cfg.retain, cfg.retain_weight, cfg.retain_layers, cfg.utility_loss)]
 
 def begin_run(cfg: TrainConfig, out: str | Path) -> tuple[Path, bool, dict | None]:
     """`out` as a folder claimed for `cfg`, whether this is the main process, and the stats of the finished run it holds

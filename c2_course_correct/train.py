@@ -89,6 +89,7 @@ class TrainConfig(StageConfig):
     retain: str = "none"                    # none, kl (next-token distributions) or hidden (hidden states)
     retain_weight: float = 1.0
     retain_layers: list[int] | None = None  # retain: hidden; None: circuit breakers' 10 and 20 of 32, scaled
+    utility_loss: bool = True               # false: the utility records feed only the retain term, not the loss
     method: str = "c2syn-dpo"               # c2syn-dpo, recovery-sft, derta, backtrack, circuit-breaker or registered
     # circuit-breaker: alpha of its schedule, and the target layers (None: 10 and 20 of 32, scaled)
     reroute_alpha: float = 10.0
@@ -132,11 +133,11 @@ class TrainConfig(StageConfig):
 
     STAGE, SECTION, NOT_IDENTITY = "training", "train", ("save_steps", "check_records")
     LATER = ("share_prefix", "scored_positions_only", "retain", "retain_weight", "retain_layers", "reroute_alpha",
-             "reroute_layers")
+             "reroute_layers", "utility_loss")
 
     def __post_init__(self):
         self.require_whole(("lora_r", "lora_alpha", "batch_size", "grad_accum", "max_length", "save_steps",
-                            "check_records"))
+                            "check_records", "prefix_tokens", "anchor_tokens"))
         self.require_whole(("n_pairs", "max_steps", "answer_window"), nullable=True)
         if self.method in FINETUNES:
             raise ConfigError(f"method: {self.method} is now `finetune: {self.method}` (`--finetune {self.method}`); "
@@ -145,7 +146,6 @@ class TrainConfig(StageConfig):
             f"method must be one of {method_names()}, got {self.method!r}")
         if self.finetune not in FINETUNES: raise ConfigError(
             f"finetune must be one of {FINETUNES}, got {self.finetune!r}")
-        self.require_whole(("prefix_tokens",))
         if self.method != "c2syn-dpo" and not self.utility_ratio: raise ConfigError(
             f"method {self.method} trains on utility data beside its recovery examples, as its paper does: give "
             "utility_data and a utility_ratio above 0 (e.g. utility_data: default, utility_ratio: 0.25)")
@@ -175,11 +175,10 @@ class TrainConfig(StageConfig):
                               f"n_pairs {least} or more, or utility_ratio 0")
         if not isinstance(self.nll_weight, (int, float)) or self.nll_weight < 0: raise ConfigError(
             f"nll_weight must be a number >= 0, got {self.nll_weight!r}")
-        check_retain(self.retain, self.retain_weight, self.retain_layers, self.utility_ratio)
+        check_retain(self.retain, self.retain_weight, self.retain_layers, self.utility_ratio, self.utility_loss)
         check_reroute(self.reroute_alpha, self.reroute_layers)
         if self.utility_answers not in UTILITY_ANSWERS:
             raise ConfigError(f"utility_answers must be one of {UTILITY_ANSWERS}, got {self.utility_answers!r}")
-        self.require_whole(("anchor_tokens",))
         try: split_benign([], self.utility_test_share, self.utility_val_share)
         except ValueError as e: raise ConfigError(f"utility shares: {e}") from None
         z = self.prefix_zero_share

@@ -4,7 +4,8 @@ import re, sys
 import pytest
 
 SCRIPTS = ["c2eval_throughput.py", "c2syn_throughput.py", "dpo_throughput.py", "cost_model.py", "gpu_check.py", "stage_profile.py",
-           "safety_batches.py", "safety_stage.py", "test_times.py", "retain_arena.py", "circuit_breaker_probe.py"]
+           "safety_batches.py", "safety_stage.py", "test_times.py", "retain_arena.py", "circuit_breaker_probe.py",
+           "retain_search.py", "harness_parity.py"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

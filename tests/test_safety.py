@@ -91,7 +91,7 @@ def test_behavior_sources_and_their_errors(tmp_path):
     (["--attacks", "dan"], "invalid choice: 'dan'"),
     (["--behaviors", "nowhere"], "unknown behavior source 'nowhere'"),
     (["--judge", "keyword"], "invalid choice: 'keyword'"),
-    (["--ability-tasks", "mmlu"], "needs lm-evaluation-harness, which is not installed"),
+    (["--ability-tasks", "mmlux"], "ability_tasks ['mmlux'] are not lm-evaluation-harness tasks (did you mean"),
     (["--model", "/no/such/model"], "neither an existing folder"),
 ])
 def test_safety_refuses_bad_options(run_c2cc, tmp_path, args, message):
