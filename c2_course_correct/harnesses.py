@@ -135,7 +135,7 @@ def data_license(source: str) -> str:
 
 def request_split(request_id: str, seed: int, val_share: float, test_share: float) -> str:
     "The split of a request: a seeded draw, the same for every pair of the request."
-    u = derive_seed(seed, "export-split", request_id) / 2**64
+    u = derive_seed(seed, "export-split", request_id) / 2**63   # derive_seed is 63-bit: u is uniform in [0, 1)
     return "test" if u < test_share else "validation" if u < test_share + val_share else "train"
 
 def c2syn_rows(synth: Path) -> list[dict]:
