@@ -14,7 +14,8 @@ from inspect_ai.solver import Generate, TaskState, solver
 
 from .harnesses import (c2_eval_documents, check_prefill_provider, eval_config, item_summary,
                                          judge_document, path_seed)
-from .judge import broke_off, judge_prompt, parse_yes_no
+from .core import ConfigError
+from .judge import JUDGES, broke_off, judge_prompt, parse_yes_no
 
 # %% ../nbs/71_inspect_task.ipynb #af266e37
 @solver
@@ -34,7 +35,8 @@ def at_k():
         if not scores: return {}   # Inspect asks before the first sample is scored
         s = item_summary([dict(item_id=x.sample_metadata["item_id"], k=x.sample_metadata["k"],
                                value=x.score.as_float()) for x in scores])
-        return {**s["at_k"], "mean": s["mean"], "mean_ci95_low": s["mean_ci95"][0], "mean_ci95_high": s["mean_ci95"][1]}
+        low, high = s["mean_ci95"]
+        return {**s["at_k"], "mean": s["mean"], "mean_ci95_low": low, "mean_ci95_high": high}
     return compute
 
 @scorer(metrics={"corrected": [at_k()], "broke_off": [at_k()]})
@@ -62,6 +64,9 @@ def c2_eval(profile: str = "default", data: str | None = None, part: str | None 
     """C2-Eval (Corr@k) of the profile's eval section with these values over it; the model continues each prefill
     (vllm/ and sglang/ providers only)."""
     cfg = eval_config(profile, data=data, part=part, n_items=n_items, k=k, samples=samples)
+    if judge not in (*JUDGES, "grader"):
+        raise ConfigError(f"judge must be one of {(*JUDGES, 'grader')} (grader: --model-role grader=<model>), got "
+                          f"{judge!r}")
     samples_ = [Sample(input=[ChatMessageUser(content=d["request"])], id=d["id"], metadata=d)
                 for d in c2_eval_documents(cfg)]
     return Task(dataset=MemoryDataset(samples_, name="c2_eval"), solver=prefill_and_continue(cfg),
