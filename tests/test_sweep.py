@@ -1,7 +1,7 @@
 """The committed validation sweep: every row is rebuilt from the committed runs of its setting, the choice follows the
 rule, the default profile trains the chosen setting, and its table and Pareto figure come from its summary. No held-out
 test item was used: every run of the sweep evaluated the validation split."""
-import csv
+import csv, sys
 
 import pytest
 
@@ -59,3 +59,17 @@ def test_table_and_figure_come_from_the_summary(repo, sweep, tmp_path):
     front = pareto_front(summary["rows"])
     assert all(not any(o["benign_refusal"] <= f["benign_refusal"] and o["corr_mean"] > f["corr_mean"] for o in summary["rows"]) for f in front)
     assert summary["chosen"] in sweep_table(summary)
+
+
+def test_the_retain_search_rebuilds_from_its_committed_runs(repo):
+    "bench/retain_search.py's committed rows: each rebuilt from its folders; the utility answers out of the loss where asked."
+    sys.path.insert(0, str(repo/"bench"))
+    from retain_search import settings
+    folder = repo/"outputs"/"default"/"retain-search"
+    summary = read_json(folder/"summary.json")
+    assert [s["name"] for s in settings()] == [r["name"] for r in summary["rows"]]
+    for s, row in zip(settings(), summary["rows"]):
+        assert setting_row(s["name"], s, folder/s["name"], folder/"base") == row, s["name"]
+        data = read_json(folder/s["name"]/"train"/"data.json")
+        assert data["utility"].get("in_loss", True) is s.get("utility_loss", True), s["name"]
+    assert read_json(folder/"base"/"eval-val"/"config.json")["part"] == "validation"
