@@ -239,7 +239,10 @@ def export_c2syn(run: str | Path, out: str | Path, val_share: float = 0.1, test_
             "`request_id`, `source`, and for each side its `rank`, `name`, `trigger` (the words where it turns back), "
             "`prefix_words` (harmful words before them) and `qc_passed` (the quality check's verdict; null when not "
             "checked).")
-    made = [f"generator model `{cfg['model']}`, harmful data `{cfg['data']}` ({cfg['split']} split; C2-Eval's "
+    profile = synth.parent/"profile.yaml"   # a run folder of `c2cc reproduce` keeps the profile it ran
+    made = [f"profile: {profile} (its synth section)" if profile.is_file() else
+            "profile: not kept beside the C2-Syn folder; its settings, as the folder's config.json records them:",
+            f"generator model `{cfg['model']}`, harmful data `{cfg['data']}` ({cfg['split']} split; C2-Eval's "
             f"{cfg['eval_size']} test and {cfg['eval_val_size']} validation requests left out), sampling temperature "
             f"{cfg['temperature']}, top_p {cfg['top_p']}, {cfg['max_new_tokens']} new tokens, quality control "
             f"`{cfg['qc']}`, seed {cfg['seed']}",
