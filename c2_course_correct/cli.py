@@ -13,7 +13,8 @@ from .dpo import write_comparison
 from .train import TrainConfig, launcher_processes, rank_launch_command, train_model
 from .helpfulness import HelpConfig, compare_helpfulness, run_helpfulness
 from .sweep import SweepConfig, run_sweep, sweep_table
-from .arena import ArenaConfig, run_arena, write_arena
+from .arena import ArenaConfig, run_arena
+from .arena_tables import write_arena
 from .harnesses import export_c2eval, export_c2syn, lm_eval_path
 from .judge import JUDGES, judge_file, make_judge
 from .reproduce import reproduce

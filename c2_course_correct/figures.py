@@ -26,7 +26,7 @@ from .safety_tables import (build_safety_asr, build_safety_asr_by_category, buil
 from .helpfulness import (HELP_SOURCES, build_helpfulness, helpfulness_comparison, helpfulness_rows,
                                            helpfulness_sentence)
 from .sweep import build_tradeoff, build_tradeoff_plot
-from .arena import build_arena
+from .arena_tables import build_arena
 
 # %% auto #0
 __all__ = ['BUILDERS', 'PAPER_MAP', 'ENVIRONMENT_PACKAGES', 'before_after_rows', 'build_before_after', 'case_study_picks',

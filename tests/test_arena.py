@@ -1,14 +1,16 @@
 """The method arena: the committed tables and figure rebuilt from the committed runs, byte for byte; the search ran on the
 validation split only and chose each method's setting by the sweep's rule; every method has at least three settings and
-every chosen setting three seeds, each trained alike and tested alike on both C2-Eval sets; a smoke arena end to end
-(search, a second seed, tests, tables); bad settings."""
+every chosen setting three seeds, each trained alike and tested alike on both C2-Eval sets; the retain rows are their
+method's setting with the term, tested alike; a smoke arena end to end (search, a second seed, tests, tables); bad
+settings."""
 from pathlib import Path
 
 import pytest, yaml
 
-from c2_course_correct.arena import (RECOVERY, ROWS, ArenaConfig, arena_rows, arena_table, chosen_settings, search_rows, search_table,
-                                     seed_config, seeds_table, train_folder)
+from c2_course_correct.arena import RECOVERY, ROWS, ArenaConfig, chosen_settings, seed_config, train_folder
 from c2_course_correct.arena import test_folders as folders_of   # not collected as a test
+from c2_course_correct.arena_tables import (RETAIN_TESTS, arena_rows, arena_table, retain_rows, search_rows, search_table,
+                                            seeds_table, table_rows)
 from c2_course_correct.core import ConfigError, held_identity, load_profile, read_json, read_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
@@ -17,7 +19,7 @@ RUN = REPO/"outputs"/"default"
 
 @pytest.fixture(scope="module")
 def committed():
-    return arena_rows(RUN), search_rows(RUN), read_json(RUN/"arena"/"summary.json")
+    return table_rows(RUN), search_rows(RUN), read_json(RUN/"arena"/"summary.json")
 
 
 def test_the_committed_tables_are_rebuilt_from_the_committed_runs(committed):
@@ -33,12 +35,14 @@ def test_the_search_saw_the_validation_split_only_and_chose_by_the_rule(committe
     found = read_json(RUN/"arena"/"search"/"summary.json")
     assert [r["name"] for r in found["rows"]] == [s["name"] for s in cfg.settings]
     assert all(sum(s["method"] == m for s in cfg.settings) >= 3 for m in RECOVERY)
-    for r in search:
-        folder = (RUN/"sweep" if r["method"] == "c2syn-dpo" else RUN/"arena"/"search")/r["name"]
+    for r in search:   # the sweep's, the arena's and the retain term's searches
+        folder = RUN/r["search"]/r["name"]
         assert read_json(folder/"eval-val"/"config.json")["part"] == "validation" and read_json(folder/"help-val"/"config.json")["part"] == "validation"
         assert read_json(folder/"train"/"stats.json")["check"] == r["check"] and r["check"] is not None   # every setting checked
     assert summary["chosen"] == chosen_settings(found, cfg.settings)
-    assert sum(r["chosen"] for r in search) == len(ROWS) - 1   # one setting per method, the DPO one by the profile's sweep
+    assert sum(r["chosen"] for r in search if r["search"] != "retain-search") == len(ROWS) - 1   # one a method
+    assert {r["name"] for r in search if r["chosen"] and r["search"] == "retain-search"} <= {
+        p.name for p in (RUN/"retain-arena").iterdir()}   # the retain search's: those tested as retain rows
 
 
 def test_every_chosen_setting_has_every_seed_trained_alike(committed):
@@ -61,6 +65,7 @@ def test_every_chosen_setting_has_every_seed_trained_alike(committed):
 
 def test_every_row_and_seed_was_tested_alike(committed):
     rows, _, summary = committed
+    rows = [r for r in rows if not r.get("retain")]   # the retain rows: the test below
     cfg = ArenaConfig.from_profile("default")
     first = cfg.seeds[0]
     folders = [folders_of(RUN, r["method"], s["seed"], first) for r in rows for s in r["seed_records"]]
@@ -80,6 +85,40 @@ def test_every_row_and_seed_was_tested_alike(committed):
     assert all({k: v for k, v in s.items() if k != "model"} == {k: v for k, v in safety[0].items() if k != "model"} for s in safety)
     items = {x["item_id"] for x in read_jsonl(folders[0]["twins"]/"continuations.jsonl")}
     assert len(items) == cfg.twins_items and not items & {x["item_id"] for x in read_jsonl(RUN/"eval-base"/"continuations.jsonl")}
+
+
+def test_each_retain_row_is_its_methods_setting_with_the_term_tested_alike(committed):
+    """bench/retain_arena.py's rows (outputs/default/retain-arena): every seed trains the arena's setting of its method
+    with the retain term (and, with the utility answers in the term only, the same method records as the arena's), is
+    tested like the arena's seeds against the same base model, and sits below its method's row; each met the nine
+    attacks on a seed."""
+    rows, _, summary = committed
+    prof, cfg = load_profile("default"), ArenaConfig.from_profile("default")
+    retain = [r for r in rows if r.get("retain")]
+    assert sorted(r["setting"] for r in retain) == [r["setting"] for r in retain_rows(RUN)] == sorted(
+        p.name for p in (RUN/"retain-arena").iterdir())
+    assert {r["method"] for r in retain} >= {"c2syn-dpo", "recovery-sft", "backtrack"}
+    base = folders_of(RUN, "base", cfg.seeds[0], cfg.seeds[0])
+    for r in retain:
+        above = next(i for i, a in enumerate(rows) if a["method"] == r["method"] and not a.get("retain"))
+        assert all(x.get("retain") and x["method"] == r["method"] for x in rows[above + 1:rows.index(r) + 1])
+        own = RUN/"retain-arena"/r["setting"]
+        trained = [read_json(own/f"seed-{s}"/"train"/"config.json") for s in r["seeds"]]
+        assert r["seeds"] == cfg.seeds and [t["seed"] for t in trained] == cfg.seeds and r["attack_seeds"]
+        plain = seed_config(cfg, prof, r["method"], summary["chosen"], cfg.seeds[0]).identity()
+        for t in trained:   # settings added later are in config.json only when not at their default
+            changed = {k for k in (set(plain) | set(t)) - {"rows_dtype"} if t.get(k) != plain.get(k)}
+            assert t["retain"] == r["retain"]["kind"] == "kl" and t.get("retain_weight", 1.0) == r["retain"]["weight"] > 0
+            assert changed <= {"seed", "retain", "retain_weight", "utility_loss", "utility_ratio", "n_pairs"}, changed
+            if changed & {"utility_ratio", "n_pairs"}:   # utility answers added for the term alone
+                assert t["utility_loss"] is False and t["n_pairs"] * (1 - t["utility_ratio"]) == plain["n_pairs"] * (
+                    1 - plain["utility_ratio"])
+        for kind in RETAIN_TESTS:
+            want = {k: v for k, v in read_json(base[kind]/"config.json").items() if k != "model"}
+            for s in r["seeds"]:
+                got = read_json(own/f"seed-{s}"/kind/"config.json")
+                assert {k: v for k, v in got.items() if k != "model"} == want, (r["setting"], s, kind)
+                assert Path(got["model"]).parts[-4:] == (r["setting"], f"seed-{s}", "train", "adapter")   # its own model
 
 
 @pytest.mark.slow
