@@ -89,9 +89,10 @@ def test_every_row_and_seed_was_tested_alike(committed):
 
 def test_each_retain_row_is_its_methods_setting_with_the_term_tested_alike(committed):
     """bench/retain_arena.py's rows (outputs/default/retain-arena): every seed trains the arena's setting of its method
-    with the retain term (and, with the utility answers in the term only, the same method records as the arena's), is
-    tested like the arena's seeds against the same base model, and sits below its method's row; each met the nine
-    attacks on a seed."""
+    with the retain term (and, with the utility answers in the term only, the same method records as the arena's), which
+    `c2cc train --method M` with the term's flags trains; is tested like the arena's seeds against the same base model,
+    and sits below its method's row; each met the nine attacks on a seed."""
+    from c2_course_correct.cli import method_train_config
     rows, _, summary = committed
     prof, cfg = load_profile("default"), ArenaConfig.from_profile("default")
     retain = [r for r in rows if r.get("retain")]
@@ -113,6 +114,10 @@ def test_each_retain_row_is_its_methods_setting_with_the_term_tested_alike(commi
             if changed & {"utility_ratio", "n_pairs"}:   # utility answers added for the term alone
                 assert t["utility_loss"] is False and t["n_pairs"] * (1 - t["utility_ratio"]) == plain["n_pairs"] * (
                     1 - plain["utility_ratio"])
+        # one command trains it: `c2cc train --profile default --method M` with the term's flags (`--retain kl ...`)
+        first = {k: v for k, v in trained[0].items() if k != "rows_dtype"}
+        over = {k: v for k, v in first.items() if v != plain.get(k)}
+        assert method_train_config("default", {"method": r["method"], **over})[0].identity() == first, r["setting"]
         for kind in RETAIN_TESTS:
             want = {k: v for k, v in read_json(base[kind]/"config.json").items() if k != "model"}
             for s in r["seeds"]:
