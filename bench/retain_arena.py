@@ -10,7 +10,7 @@ test split, and print each seed's changes against the committed base model. The 
 
 The setting is named, not taken from the profile, so that a setting chosen on validation (BENCHMARKS.md) is what
 runs. The folders resume: a killed run, rerun, goes on where it stopped. The nine jailbreak attacks run only on the
-seeds `--attack-seeds` names (15 minutes a model here); the table says which.
+seeds `--attack-seeds` names (4-6 minutes a model on this CPU); the table says which.
 """
 import argparse, dataclasses, json, statistics
 from pathlib import Path
